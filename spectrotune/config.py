@@ -1,0 +1,413 @@
+"""Typed, frozen configuration: defaults live here, YAML files and ``--set`` only override them.
+
+A config is built in three layers — the dataclass defaults below, then a YAML file (a path or the name of a
+shipped config: ``gtzan``, ``spotify``, ``demo``), then ``--set key.sub=value`` overrides from the command line.
+Every key is checked against the dataclasses: an unknown key or a value of the wrong type fails with a
+:class:`~spectrotune.errors.ConfigError` naming the key, the value and where it came from. Values given with
+``--set`` are parsed as YAML scalars/flow collections (``yaml.safe_load``), never evaluated as code.
+
+The resolved config is saved next to every output (``config.yaml``) together with its hash, so a run can be
+repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from spectrotune.errors import ConfigError
+
+SPLITS = ("train", "valid", "test")
+SHIPPED_CONFIGS = ("gtzan", "spotify", "demo")
+
+
+def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _choices(*values: str) -> dict[str, tuple[str, ...]]:
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the input comes from. ``auto`` detects a Spotify-layout image tree, else an audio folder."""
+
+    kind: str = field(default="auto", metadata=_choices("auto", "audio", "spotify"))
+
+
+@dataclass(frozen=True)
+class HopConfig:
+    """Hop between segment starts per split, in seconds; ``None`` means one window (no overlap)."""
+
+    train: float | None = None
+    valid: float | None = None
+    test: float | None = None
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Decoding and segmentation. Clips are resampled to ``sample_rate`` and cut into fixed windows."""
+
+    sample_rate: int = 22050
+    segment_seconds: float = 3.0
+    hop_seconds: HopConfig = HopConfig()
+    min_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("audio.sample_rate", self.sample_rate)
+        _positive("audio.segment_seconds", self.segment_seconds)
+        _positive("audio.min_seconds", self.min_seconds, allow_zero=True)
+        for split in SPLITS:
+            hop = getattr(self.hop_seconds, split)
+            if hop is not None:
+                _positive(f"audio.hop_seconds.{split}", hop)
+
+    def hop_for(self, split: str) -> float:
+        """Hop in seconds for ``split`` (defaults to the window length)."""
+        hop = getattr(self.hop_seconds, split)
+        return self.segment_seconds if hop is None else hop
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel parameters (librosa conventions) and the handcrafted feature vector for the baselines."""
+
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float = 80.0
+    handcrafted: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("n_fft", "hop_length", "n_mels"):
+            _positive(f"features.{key}", getattr(self, key))
+        _positive("features.top_db", self.top_db)
+
+
+@dataclass(frozen=True)
+class NoiseVariant:
+    """One noisy copy of each segment: ``kind`` noise mixed at ``snr_db`` dB SNR."""
+
+    kind: str = field(default="white", metadata=_choices("white", "pink", "brown", "file"))
+    snr_db: float = 10.0
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Which noisy variants are made and for which splits. ``background`` is the file used by kind ``file``."""
+
+    enabled: bool = True
+    variants: tuple[NoiseVariant, ...] = (NoiseVariant("white", 20.0), NoiseVariant("pink", 10.0))
+    splits: tuple[str, ...] = ("train",)
+    keep_clean: bool = True
+    background: str | None = None
+
+    def __post_init__(self) -> None:
+        for split in self.splits:
+            if split not in SPLITS:
+                raise ConfigError(f"noise.splits: unknown split {split!r} (valid: {', '.join(SPLITS)})")
+        if self.enabled and any(v.kind == "file" for v in self.variants) and not self.background:
+            raise ConfigError("noise.background: a variant of kind 'file' needs noise.background=PATH")
+        names = [f"{v.kind}@{v.snr_db:g}dB" for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"noise.variants: duplicate variants in {names}")
+
+
+@dataclass(frozen=True)
+class FractionsConfig:
+    """Split fractions for the stratified random split by track; they must sum to 1."""
+
+    train: float = 0.7
+    valid: float = 0.15
+    test: float = 0.15
+
+    def __post_init__(self) -> None:
+        values = (self.train, self.valid, self.test)
+        if min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
+            raise ConfigError(f"split.fractions: must be >= 0 and sum to 1, got {values}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How tracks are assigned to train/valid/test (always per track, before segmentation).
+
+    ``stratified``: seeded random fractions per genre. ``fault_filtered``: the artist-aware GTZAN lists shipped
+    with the package. ``lists``: ``dir`` holds train.txt/valid.txt/test.txt with one ``<genre>/<file>`` per line.
+    ``folders``: the Spotify set's own training/validation/testing folders (leaky: one song's clips on both
+    sides). ``by_song``: Spotify images regrouped by song id, then split like ``stratified``.
+    """
+
+    kind: str = field(
+        default="stratified",
+        metadata=_choices("stratified", "fault_filtered", "lists", "folders", "by_song"),
+    )
+    fractions: FractionsConfig = FractionsConfig()
+    dir: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind == "lists" and not self.dir:
+            raise ConfigError("split.dir: split.kind 'lists' needs split.dir=DIR holding train.txt/valid.txt/test.txt")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Shape images are resized to (rows = ``features.n_mels``); ``n_frames`` columns."""
+
+    n_frames: int = 130
+
+    def __post_init__(self) -> None:
+        _positive("image.n_frames", self.n_frames)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Execution of the prepare pipeline on Ray Data."""
+
+    files_per_task: int = 16
+    num_cpus: float = 1.0
+    compression: str = field(default="zstd", metadata=_choices("zstd", "snappy", "none"))
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("prepare.files_per_task", self.files_per_task)
+        _positive("prepare.num_cpus", self.num_cpus)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration."""
+
+    seed: int = 0
+    source: SourceConfig = SourceConfig()
+    audio: AudioConfig = AudioConfig()
+    features: FeatureConfig = FeatureConfig()
+    noise: NoiseConfig = NoiseConfig()
+    split: SplitConfig = SplitConfig()
+    image: ImageConfig = ImageConfig()
+    prepare: PrepareConfig = PrepareConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), the form saved to YAML/JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """Stable 12-hex-digit hash of the resolved config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def shipped_config_path(name: str) -> Path:
+    """Path of a config shipped with the package (``gtzan``, ``spotify``, ``demo``)."""
+    if name not in SHIPPED_CONFIGS:
+        raise ConfigError(f"unknown config {name!r}: give a YAML path or one of {', '.join(SHIPPED_CONFIGS)}")
+    return Path(str(importlib.resources.files("spectrotune.configs") / f"{name}.yaml"))
+
+
+def resolve_config_path(config: str | Path) -> Path:
+    """A YAML path as given, or the shipped config of that name."""
+    path = Path(config)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    return shipped_config_path(str(config))
+
+
+def load_config(
+    config: str | Path | None = None, *, overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None
+) -> Config:
+    """Build a :class:`Config` from defaults, an optional YAML file and ``key.sub=value`` overrides.
+
+    Parameters
+    ----------
+    config : str or Path or None
+        YAML path or shipped config name; ``None`` uses the defaults only.
+    overrides : sequence of str
+        ``key.sub=value`` strings; values are parsed as YAML (``noise.enabled=false``,
+        ``noise.variants=[{kind: white, snr_db: 5}]``).
+    base : mapping, optional
+        Extra overrides applied between the file and ``overrides`` (used by the CLI's own options).
+    """
+    data: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    file_origin = "defaults"
+    if config is not None:
+        path = resolve_config_path(config)
+        file_origin = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read config: {e}") from e
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+    for key, value in (base or {}).items():
+        _set_path(data, key, value, origin="command line")
+        origins[key] = "command line"
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(data, key, value, origin=f"--set {item}")
+        origins[key] = f"--set {item}"
+    return build(Config, data, origin=_Origin(file_origin, origins))
+
+
+class _Origin:
+    """Says where a key came from: the ``--set`` that gave it, else the YAML file (or the defaults)."""
+
+    def __init__(self, default: str, keys: Mapping[str, str] | None = None) -> None:
+        self.default = default
+        self.keys = dict(keys or {})
+
+    def of(self, key: str) -> str:
+        parts = key.replace("[", ".[").split(".")
+        for n in range(len(parts), 0, -1):
+            found = self.keys.get(".".join(parts[:n]).replace(".[", "["))
+            if found:
+                return found
+        return self.default
+
+    def within(self, prefix: str) -> str:
+        hits = [v for k, v in self.keys.items() if k == prefix or k.startswith(prefix + ".") or not prefix]
+        return "; ".join(dict.fromkeys([self.default, *hits])) if hits else self.default
+
+    def __str__(self) -> str:
+        return self.default
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``key.sub=value`` and parse the value as YAML (safe)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.sub=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: cannot parse value {raw!r}: {e}") from e
+    return key, value
+
+
+def _set_path(data: dict[str, Any], key: str, value: Any, *, origin: str) -> None:
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: key {'.'.join(parts[: i + 1])!r} is a value, not a section (in {key!r})")
+        node = child
+    node[parts[-1]] = value
+
+
+def build(cls: type, data: Any, *, origin: str | _Origin, prefix: str = "") -> Any:
+    """Validate ``data`` (a nested mapping) into dataclass ``cls``; errors name key, value and origin."""
+    if not isinstance(origin, _Origin):
+        origin = _Origin(str(origin))
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin.of(prefix)}: {prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(
+            f"{origin.of(where)}: unknown key {where!r} (valid keys{' in ' + prefix if prefix else ''}: {', '.join(fields)})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(hints[name], value, key=key, origin=origin, meta=fields[name].metadata)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{origin.within(prefix)}: {e}") from e
+
+
+def _coerce(tp: Any, value: Any, *, key: str, origin: _Origin, meta: Mapping[str, Any]) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{origin.of(key)}: {key}={value!r} is not valid: expected {expected}")
+
+    origin_tp = typing.get_origin(tp)
+    if origin_tp in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(inner[0], value, key=key, origin=origin, meta=meta)
+        raise bad(str(tp))
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return build(tp, value, origin=origin, prefix=key)
+    if origin_tp is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            if item_tp is str and isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                raise bad("a list")
+        return tuple(_coerce(item_tp, v, key=f"{key}[{i}]", origin=origin, meta=meta) for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad("true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad("an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad("a number")
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise bad(f"one of {', '.join(choices)}")
+        return value
+    raise bad(str(tp))  # pragma: no cover - every field type above is handled
+
+
+def save_config(config: Config, directory: str | Path) -> None:
+    """Write ``config.yaml`` (resolved) into ``directory``."""
+    path = Path(directory) / "config.yaml"
+    header = f"# spectrotune resolved config, hash {config.hash()}\n"
+    path.write_text(header + config.to_yaml(), encoding="utf-8")
