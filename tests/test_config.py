@@ -1,0 +1,79 @@
+"""Config: defaults, shipped YAML, --set overrides, and errors that name key, value and origin."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from spectrotune.config import Config, build, load_config, parse_override, save_config
+from spectrotune.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["gtzan", "spotify", "demo"])
+def test_shipped_configs_load(name):
+    config = load_config(name)
+    assert isinstance(config, Config)
+
+
+def test_gtzan_config_uses_fault_filtered_split():
+    assert load_config("gtzan").split.kind == "fault_filtered"
+
+
+def test_overrides_reach_nested_keys_and_parse_yaml_values():
+    config = load_config("demo", overrides=["audio.hop_seconds.train=1.5", "noise.enabled=false",
+                                            "noise.variants=[{kind: brown, snr_db: 0}]"])
+    assert config.audio.hop_for("train") == 1.5
+    assert config.audio.hop_for("test") == config.audio.segment_seconds
+    assert config.noise.enabled is False
+    assert config.noise.variants[0].kind == "brown" and config.noise.variants[0].snr_db == 0.0
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("noise.bogus=1", "noise.bogus"),
+        ("bogus=1", "bogus"),
+        ("audio.sample_rate=abc", "audio.sample_rate='abc'"),
+        ("split.kind=nope", "split.kind='nope'"),
+        ("noise.variants=[{kind: purple}]", "noise.variants[0].kind='purple'"),
+        ("features.handcrafted=maybe", "features.handcrafted='maybe'"),
+        ("audio.segment_seconds=0", "audio.segment_seconds"),
+        ("split.fractions.train=0.9", "split.fractions"),
+    ],
+)
+def test_bad_override_names_key_value_and_origin(override, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config("demo", overrides=[override])
+    message = str(info.value)
+    assert needle in message
+    assert "--set" in message
+
+
+def test_bad_yaml_key_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("audio:\n  sample_rte: 16000\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml.*audio\.sample_rte"):
+        load_config(str(path))
+
+
+def test_missing_config_file_and_unknown_name():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent/x.yaml")
+    with pytest.raises(ConfigError, match="unknown config 'nope'"):
+        load_config("nope")
+
+
+def test_set_values_are_never_evaluated():
+    key, value = parse_override("seed=__import__('os').getcwd()")
+    assert value == "__import__('os').getcwd()"  # a plain string, never run
+    with pytest.raises(ConfigError, match="seed="):
+        load_config(None, overrides=["seed=__import__('os').getcwd()"])
+
+
+def test_saved_config_round_trips_with_same_hash(tmp_path):
+    config = load_config("gtzan", overrides=["seed=7"])
+    save_config(config, tmp_path)
+    again = build(Config, yaml.safe_load((tmp_path / "config.yaml").read_text()), origin="saved")
+    assert again == config
+    assert again.hash() == config.hash()
+    assert load_config("gtzan").hash() != config.hash()
