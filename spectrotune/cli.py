@@ -1,0 +1,123 @@
+"""The ``spectrotune`` command line: thin subcommands over the package functions.
+
+Expected user errors (:class:`~spectrotune.errors.SpectrotuneError`) are printed as one line and exit with code 2,
+without a traceback; anything else is a bug and keeps its traceback. ``spectrotune <command> --help`` documents
+each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from spectrotune import __version__
+from spectrotune.errors import SpectrotuneError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None,
+                   help="YAML config path or shipped config name (gtzan, spotify, demo); defaults if omitted")
+    p.add_argument("--config", dest="config_opt", default=None, metavar="CONFIG", help="same as the positional")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set noise.enabled=false (repeatable)")
+
+
+def _config(args: argparse.Namespace, **base):
+    from spectrotune.config import load_config
+
+    if args.config and args.config_opt and args.config != args.config_opt:
+        raise SpectrotuneError(f"two configs given: {args.config!r} and --config {args.config_opt!r}")
+    return load_config(args.config or args.config_opt, overrides=args.overrides, base=base)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from spectrotune.synth import generate_corpus
+
+    paths = generate_corpus(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
+                            sr=args.sample_rate)
+    print(f"wrote {len(paths)} clips to {Path(args.out) / 'genres_original'}")
+    if args.images:
+        from spectrotune.images import render_spotify_corpus
+
+        images = render_spotify_corpus(Path(args.out) / "genres_original", args.images, seed=args.seed,
+                                       sr=args.sample_rate, max_clips=args.max_clips)
+        print(f"wrote {len(images)} Spotify-style images to {args.images}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from spectrotune.pipeline import prepare
+
+    base = {"prepare.strict": True} if args.strict else {}
+    config = _config(args, **base)
+    result = prepare(args.source, args.out, config=config, overwrite=args.overwrite, progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from spectrotune.inspect import inspect_dataset
+
+    print(inspect_dataset(args.data, out=args.out, export_audio=args.export_audio, seed=args.seed))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spectrotune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"spectrotune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write the synthetic corpus (GTZAN layout; optionally Spotify-style images)",
+                       description="Write a synthetic GTZAN-layout corpus: OUT/genres_original/<genre>/*.wav.")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--genres", type=int, default=10, help="number of genres (default 10)")
+    p.add_argument("--tracks", type=int, default=20, help="tracks per genre (default 20)")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds per track (default 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-rate", type=int, default=22050)
+    p.add_argument("--images", metavar="DIR", default=None,
+                   help="also render the audio as Spotify-layout JPG images into DIR")
+    p.add_argument("--max-clips", type=int, default=None, help="with --images: at most this many 3-s clips per track")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", help="Ray Data pipeline: corpus folder -> Parquet dataset",
+                       description="Decode, segment, add noise, compute log-mel and features on Ray Data; write "
+                                   "Parquet shards partitioned by split with manifest.json and errors.parquet.")
+    _add_config_args(p)
+    p.add_argument("--source", required=True, help="corpus folder (GTZAN/audio <genre>/ folders or Spotify images)")
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any input failed")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("inspect", help="summarise a prepared dataset, render examples, export noisy audio",
+                       description="Print the manifest summary, render clean-vs-noisy spectrograms to a PNG and "
+                                   "optionally export noisy clips as WAV.")
+    p.add_argument("data", help="prepared dataset folder")
+    p.add_argument("--out", default=None, help="where to write the PNG/WAVs (default DATA/_inspect)")
+    p.add_argument("--export-audio", type=int, default=0, metavar="N", help="write N noisy clips (and their clean "
+                   "originals) as WAV, rebuilt bit-identically from the source and seeds")
+    p.add_argument("--seed", type=int, default=0, help="which examples to show")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpectrotuneError as e:
+        print(f"spectrotune: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("spectrotune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

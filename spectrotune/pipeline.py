@@ -1,0 +1,261 @@
+"""``spectrotune prepare``: the Ray Data pipeline from a corpus folder to a Parquet dataset.
+
+The driver lists the source and assigns splits per track (cheap, no file is opened), then Ray Data fans batches of
+files out to tasks; each task decodes, segments, adds the noise variants, computes log-mel and features and writes
+its own shard per split straight to Parquet (:func:`spectrotune.transform.process_batch`), returning only counts
+and error records. Arrays never travel through the object store, so memory stays flat as the corpus grows.
+
+Output appears atomically: everything is written into a hidden sibling folder and renamed onto ``out`` only when
+all tasks finished and the manifest is written. An existing ``out`` is refused unless ``overwrite``.
+Runs on a local Ray by default, or on the cluster named by ``RAY_ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import spectrotune
+from spectrotune import audio
+from spectrotune.config import SPLITS, Config, save_config
+from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
+from spectrotune.errors import OutputExistsError, SpectrotuneError
+from spectrotune.sources import SourceItem, list_source
+from spectrotune.splits import assign_splits
+from spectrotune.transform import BatchResult, mel_shape, merge_results, process_batch
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """Where the dataset is and what happened."""
+
+    out: Path
+    manifest: dict[str, Any]
+
+    @property
+    def n_failed(self) -> int:
+        return int(self.manifest["errors"]["count"])
+
+    def summary(self) -> str:
+        m = self.manifest
+        rows = sum(m["counts"]["rows_per_split"].values())
+        line = (f"prepared {m['counts']['tracks']} tracks -> {rows} rows in {m['timings']['total_seconds']:.1f} s "
+                f"({', '.join(f'{s}: {n}' for s, n in m['counts']['rows_per_split'].items())}) at {self.out}")
+        if self.n_failed:
+            line += f"\n{self.n_failed} input(s) failed; see {self.out / ERRORS} (first: {m['errors']['examples'][0]})"
+        return line
+
+
+def init_ray(*, num_cpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` if set, else start a local Ray bound to loopback (no-op if already up)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        return
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True,
+             configure_logging=True, logging_level="warning")
+
+
+def prepare(
+    source: str | Path,
+    out: str | Path,
+    *,
+    config: Config,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> PrepareResult:
+    """Prepare ``source`` into a Parquet dataset at ``out`` (see :mod:`spectrotune.dataset` for the layout).
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is false.
+    SpectrotuneError
+        ``config.prepare.strict`` is set and any input failed (the dataset is still written).
+    """
+    t_start = time.perf_counter()
+    out = Path(out).absolute()
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    source = Path(source)
+    kind = config.source.kind
+    listing = list_source(source, kind=kind, group_by_song=config.split.kind != "folders")
+    kind = listing.kind
+    splits, split_info = assign_splits(listing.items, config=config.split)
+    labels = {genre: i for i, genre in enumerate(listing.genres)}
+    items = [item for item in listing.items if item.track_id in splits]
+    t_listed = time.perf_counter()
+    log(f"found {len(listing.items)} {kind} files in {len(labels)} genres; {len(items)} assigned to splits "
+        f"({', '.join(f'{s}: {sum(1 for t in set(splits) if splits[t] == s)} tracks' for s in SPLITS)})")
+
+    background = None
+    if kind == "audio" and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
+        background = audio.decode(config.noise.background, sr=config.audio.sample_rate, min_seconds=0.1)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        results = _run_tasks(items, splits=splits, labels=labels, config=config, kind=kind, tmp=tmp,
+                             background=background, progress=progress)
+        t_done = time.perf_counter()
+        merged = merge_results(results)
+        errors = [{"path": p, "track_id": "", "genre": "", "stage": "list", "reason": r}
+                  for p, r in listing.problems] + merged["errors"]
+        pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / ERRORS)
+        manifest = _manifest(config=config, kind=kind, source=source, labels=list(labels), merged=merged,
+                             errors=errors, split_info=split_info, n_tracks=len({i.track_id for i in items}),
+                             timings={"list_seconds": t_listed - t_start, "process_seconds": t_done - t_listed,
+                                      "total_seconds": time.perf_counter() - t_start})
+        save_config(config, tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = PrepareResult(out=out, manifest=manifest)
+    if config.prepare.strict and result.n_failed:
+        raise SpectrotuneError(f"--strict: {result.n_failed} input(s) failed; see {out / ERRORS}")
+    return result
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` onto ``out``; an old ``out`` is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _batches(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
+    """Chunks of about ``size`` files, never splitting one track's files across chunks."""
+    by_track: dict[str, list[SourceItem]] = {}
+    for item in items:
+        by_track.setdefault(item.track_id, []).append(item)
+    batches: list[list[SourceItem]] = []
+    current: list[SourceItem] = []
+    for track_items in by_track.values():
+        current.extend(track_items)
+        if len(current) >= size:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path, background, progress: bool):
+    import ray
+
+    init_ray()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.verbose_stats_logs = False
+    # At least ~4 tasks per CPU so a small corpus still keeps every core busy; never more files than configured.
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / config.prepare.num_cpus))
+    per_task = max(1, min(config.prepare.files_per_task, -(-len(items) // (4 * cpus))))
+    batches = _batches(items, per_task)
+    if not batches:
+        return []
+    split_ref = ray.put(dict(splits))
+    background_ref = ray.put(background) if background is not None else None
+    tasks = [{"shard": f"part-{i:05d}", "items": json.dumps([asdict(x) for x in batch])}
+             for i, batch in enumerate(batches)]
+
+    def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from threadpoolctl import threadpool_limits
+
+        reports = []
+        split_map = ray.get(split_ref)
+        bg = ray.get(background_ref) if background_ref is not None else None
+        with threadpool_limits(1):  # one core per task: BLAS threads would only fight the other tasks
+            for shard, raw in zip(batch["shard"], batch["items"]):
+                batch_items = [SourceItem(**d) for d in json.loads(raw)]
+                r = process_batch(batch_items, splits=split_map, labels=labels, config=config, kind=kind,
+                                  out_dir=tmp, shard_name=str(shard), background=bg)
+                reports.append(json.dumps(asdict(r)))
+        return {"report": np.array(reports, dtype=object)}
+
+    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
+    ds = ds.map_batches(run, batch_size=1, num_cpus=config.prepare.num_cpus, zero_copy_batch=True)
+    return [BatchResult(**json.loads(row["report"])) for row in ds.iter_rows()]
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "spectrotune": spectrotune.__version__}
+    for name in ("ray", "numpy", "librosa", "soundfile", "pyarrow", "torch", "scikit-learn"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _manifest(*, config: Config, kind: str, source: Path, labels: list[str], merged: dict[str, Any],
+              errors: list[dict[str, str]], split_info: dict[str, Any], n_tracks: int,
+              timings: dict[str, float]) -> dict[str, Any]:
+    n_mels, n_frames = mel_shape(config, kind=kind)
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    rows_per_split = dict.fromkeys(SPLITS, 0)
+    variants: set[str] = set()
+    for key, n in sorted(merged["rows"].items()):
+        split, genre, variant = key.split("|")
+        counts.setdefault(split, {}).setdefault(genre, {})[variant] = n
+        rows_per_split[split] += n
+        variants.add(variant)
+    noise_note = ("not applied: image sources have no audio" if kind == "spotify"
+                  else ("off" if not config.noise.enabled else f"applied to splits {list(config.noise.splits)}"))
+    return {
+        "format": "spectrotune-dataset/1",
+        "created_unix": time.time(),
+        "source": {"path": str(source.absolute()), "kind": kind},
+        "config": config.to_dict(),
+        "config_hash": config.hash(),
+        "labels": labels,
+        "mel": {"shape": [n_mels, n_frames],
+                "values": "colormap position in [0, 1] (inverted image)" if kind == "spotify" else "log-mel dB",
+                "sample_rate": config.audio.sample_rate, "n_fft": config.features.n_fft,
+                "hop_length": config.features.hop_length, "n_mels": n_mels, "fmin": config.features.fmin,
+                "fmax": config.features.fmax, "top_db": config.features.top_db,
+                "segment_seconds": config.audio.segment_seconds},
+        "features": {"handcrafted": bool(config.features.handcrafted and kind == "audio"),
+                     "on_variants": ["clean"]},
+        "noise": noise_note,
+        "variants": sorted(variants),
+        "split": split_info,
+        "counts": {
+            "tracks": sum(merged["tracks"].values()),
+            "tracks_assigned": n_tracks,
+            "tracks_per_split": {s: merged["tracks"].get(s, 0) for s in SPLITS},
+            "rows_per_split": rows_per_split,
+            "per_split_genre_variant": counts,
+            "silent_segments": merged["silent_segments"],
+            "padded_clips": merged["padded_clips"],
+        },
+        "errors": {"count": len(errors), "examples": [f"{e['path']}: {e['reason']}" for e in errors[:5]]},
+        "versions": _versions(),
+        "timings": {**timings, "task_seconds": merged["seconds"]},
+        "command": " ".join(sys.argv),
+    }

@@ -1,0 +1,238 @@
+"""The prepare pipeline end to end on Ray Data: good, odd and bad inputs mixed in one corpus.
+
+One prepare run is shared by most tests (module fixture) so the suite pays Ray Data's start-up once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from spectrotune import dataset as D
+from spectrotune.cli import main as cli_main
+from spectrotune.config import load_config
+from spectrotune.errors import OutputExistsError
+from spectrotune.pipeline import prepare
+
+SR = 22050
+GENRES = ("blues", "jazz", "rock")
+
+
+def _tone(seconds: float, freq: float, *, sr: int = SR, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+GOOD = {  # relative path -> (seconds, how it is written)
+    "blues/blues.00000.wav": (7.0, "PCM_16"),
+    "blues/blues.00001.wav": (7.0, "PCM_U8"),
+    "blues/blues.00002.wav": (6.5, "PCM_24"),
+    "jazz/jazz.00000.wav": (7.0, "FLOAT"),
+    "jazz/jazz.00001.WAV": (7.0, "PCM_16"),  # upper-case extension
+    "jazz/jäzz_çafé.wav": (6.0, "PCM_16"),  # non-ASCII name
+    "rock/rock.00000.wav": (7.0, "stereo44k"),
+    "rock/rock.00001.wav": (6.0, "silent"),
+    "rock/rock.00002.wav": (2.0, "PCM_16"),  # shorter than one window: padded
+}
+BAD = {  # relative path -> reason fragment expected in the errors table
+    "blues/blues.00003.wav": "not a readable audio file",  # truncated inside the header
+    "blues/blues.00004.wav": "empty file",
+    "jazz/jazz.00002.wav": "not a readable audio file",  # a text file named .wav
+    "jazz/jazz.00054.wav": "not a readable audio file",  # corrupt header, like GTZAN's
+    "rock/rock.00003.wav": "too short",
+    "rock/rock.00004.wav": "NaN or infinite",
+    "rock/rock.00005.wav": "",  # unreadable: a dangling link
+}
+
+
+def make_corpus(root: Path) -> Path:
+    for i, (rel, (seconds, how)) in enumerate(GOOD.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        freq = 110.0 * (1 + GENRES.index(path.parent.name))
+        if how == "stereo44k":
+            y = _tone(seconds, freq, sr=44100, seed=i)
+            sf.write(path, np.stack([y, 0.5 * y], axis=1), 44100, subtype="PCM_16")
+        elif how == "silent":
+            sf.write(path, np.zeros(int(seconds * SR), np.float32), SR, subtype="PCM_16")
+        else:
+            sf.write(path, _tone(seconds, freq, seed=i), SR, subtype=how)
+    good = root / "blues" / "blues.00000.wav"
+    (root / "blues" / "blues.00003.wav").write_bytes(good.read_bytes()[:30])
+    (root / "blues" / "blues.00004.wav").write_bytes(b"")
+    (root / "jazz" / "jazz.00002.wav").write_text("this is not audio\n" * 100)
+    (root / "jazz" / "jazz.00054.wav").write_bytes(b"\x00" * 12 + good.read_bytes()[12:])
+    sf.write(root / "rock" / "rock.00003.wav", _tone(0.5, 220.0), SR, subtype="PCM_16")
+    nan = _tone(4.0, 330.0)
+    nan[1000:1010] = np.nan
+    sf.write(root / "rock" / "rock.00004.wav", nan, SR, subtype="FLOAT")
+    (root / "rock" / "rock.00005.wav").symlink_to(root / "missing-target.wav")
+    return root
+
+
+def _lists(root: Path) -> Path:
+    """Every file in train except one track per genre in valid and test."""
+    lists = root.parent / "lists"
+    lists.mkdir()
+    rows = {"train": [], "valid": [], "test": []}
+    for rel in list(GOOD) + list(BAD):
+        name = Path(rel).name
+        split = {"blues.00001.wav": "valid", "jazz.00000.wav": "valid", "rock.00001.wav": "valid",
+                 "blues.00002.wav": "test", "jäzz_çafé.wav": "test", "rock.00002.wav": "test"}.get(name, "train")
+        rows[split].append(rel)
+    for split, lines in rows.items():
+        (lists / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return lists
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, ray_session):
+    base = tmp_path_factory.mktemp("pipeline")
+    corpus = make_corpus(base / "corpus")
+    config = load_config("demo", overrides=[
+        "split.kind=lists", f"split.dir={_lists(corpus)}", "audio.hop_seconds.train=2.0",
+        "noise.variants=[{kind: white, snr_db: 10}, {kind: pink, snr_db: 0}]",
+    ])
+    result = prepare(corpus, base / "out", config=config, progress=False)
+    return corpus, base / "out", result, config
+
+
+def test_every_good_file_is_processed_and_every_bad_one_recorded(prepared):
+    corpus, out, result, _ = prepared
+    errors = D.read_errors(out).to_pylist()
+    failed = {Path(e["path"]).relative_to(corpus).as_posix(): e["reason"] for e in errors}
+    assert set(failed) == set(BAD)
+    for rel, fragment in BAD.items():
+        assert fragment in failed[rel], (rel, failed[rel])
+        assert failed[rel], rel
+    table = pq.read_table(out / "data")
+    written = set(table.column("track_id").to_pylist())
+    assert written == {Path(rel).stem for rel in GOOD}
+    assert result.n_failed == len(BAD)
+    assert result.manifest["errors"]["count"] == len(BAD)
+
+
+def test_row_counts_match_the_manifest(prepared):
+    _, out, result, _ = prepared
+    manifest = json.loads((out / D.MANIFEST).read_text())
+    table = pq.read_table(out / "data", columns=["split", "genre", "variant"])
+    counted = Counter(zip(table.column("split").to_pylist(), table.column("genre").to_pylist(),
+                          table.column("variant").to_pylist()))
+    expected = {(s, g, v): n for s, genres in manifest["counts"]["per_split_genre_variant"].items()
+                for g, variants in genres.items() for v, n in variants.items()}
+    assert dict(counted) == expected
+    assert sum(manifest["counts"]["rows_per_split"].values()) == table.num_rows
+    assert manifest["labels"] == list(GENRES)
+    assert manifest["counts"]["tracks"] == len(GOOD)
+
+
+def test_segmentation_hop_per_split_and_padding(prepared):
+    _, out, result, _ = prepared
+    clean = pq.read_table(out / "data", filters=[("variant", "=", "clean")]).to_pandas()
+    segs = clean.groupby("track_id")["segment"].count()
+    # 7 s at 3-s windows: train hop 2 s -> starts 0, 2, 4 -> 3 segments; valid/test hop 3 s -> 2 segments
+    assert segs["blues.00000"] == 3
+    assert segs["jazz.00000"] == 2
+    assert segs["rock.00002"] == 1  # 2 s clip padded to one window
+    assert result.manifest["counts"]["padded_clips"] == 1
+    assert result.manifest["counts"]["silent_segments"] >= 2
+
+
+def test_noise_only_on_train_and_values_finite(prepared):
+    _, out, _, _ = prepared
+    table = pq.read_table(out / "data")
+    df = table.select(["split", "variant", "snr_db", "track_id"]).to_pandas()
+    assert set(df[df.split == "train"].variant) == {"clean", "white@10dB", "pink@0dB"}
+    assert set(df[df.split != "train"].variant) == {"clean"}
+    mel = D.mel_array(table)
+    assert mel.shape[1:] == (128, 130) and mel.dtype == np.float32
+    assert np.isfinite(mel).all()
+    feats = np.stack([f for f in table.column("features").to_pylist() if f is not None])
+    assert feats.shape[1] == 57 and np.isfinite(feats).all()
+    # the silent clip's noisy variants have no defined SNR: null, and the segment stays clean
+    silent = df[(df.track_id == "rock.00001") & (df.variant != "clean")]
+    assert silent.snr_db.isna().all() if len(silent) else True
+    noisy = df[(df.variant == "white@10dB") & (df.track_id != "rock.00001")]
+    assert (noisy.snr_db == 10.0).all()
+
+
+def test_noisy_rows_differ_from_clean(prepared):
+    _, out, _, _ = prepared
+    t = D.read_split(out, "train", variants=["clean", "white@10dB"])
+    t = t.filter(np.array([tid == "blues.00000" for tid in t.column("track_id").to_pylist()]))
+    mel = D.mel_array(t)
+    variants = t.column("variant").to_pylist()
+    clean, noisy = mel[[v == "clean" for v in variants]], mel[[v != "clean" for v in variants]]
+    assert clean.shape == noisy.shape
+    assert np.abs(clean - noisy).mean() > 1.0  # dB
+
+
+def test_rerun_is_bit_identical(prepared, tmp_path):
+    corpus, out, _, config = prepared
+    again = prepare(corpus, tmp_path / "again", config=config, progress=False).out
+    for split in ("train", "valid", "test"):
+        a, b = D.read_split(out, split), D.read_split(again, split)
+        assert a.num_rows == b.num_rows > 0
+        assert np.array_equal(D.mel_array(a), D.mel_array(b))
+        assert a.column("snr_db").equals(b.column("snr_db"))
+
+
+def test_existing_output_refused_then_overwritten(prepared, tmp_path):
+    corpus, out, _, config = prepared
+    target = tmp_path / "copy"
+    shutil.copytree(out, target)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        prepare(corpus, target, config=config, progress=False)
+    (target / "stale.txt").write_text("from the old run")
+    prepare(corpus, target, config=config, overwrite=True, progress=False)
+    assert not (target / "stale.txt").exists()
+    assert pq.read_table(target / "data").num_rows == pq.read_table(out / "data").num_rows  # no duplicated rows
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_interrupted_run_leaves_nothing_behind(prepared, tmp_path, monkeypatch):
+    import spectrotune.pipeline as pipeline
+
+    corpus, _, _, config = prepared
+
+    def interrupted(*args, tmp, **kwargs):
+        (tmp / "split=train").mkdir()
+        (tmp / "split=train" / "part-00000.parquet").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_run_tasks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(corpus, tmp_path / "out", config=config, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_summary_and_strict(prepared, tmp_path, capsys):
+    corpus, _, _, _ = prepared
+    lists = corpus.parent / "lists"
+    args = ["prepare", "demo", "--source", str(corpus), "--set", "split.kind=lists", "--set", f"split.dir={lists}",
+            "--set", "noise.enabled=false", "--set", "features.handcrafted=false", "--no-progress"]
+    assert cli_main([*args, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(BAD)} input(s) failed" in out
+    assert cli_main([*args, "--out", str(tmp_path / "b"), "--strict"]) != 0
+    assert "--strict" in capsys.readouterr().err
+    assert cli_main([*args, "--out", str(tmp_path / "a")]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    table = pq.read_table(tmp_path / "a" / "data")
+    assert set(table.column("variant").to_pylist()) == {"clean"}
+    assert table.column("features").null_count == table.num_rows
+
+
+def test_bad_config_value_exits_2_with_one_line(tmp_path, capsys):
+    assert cli_main(["prepare", "demo", "--source", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--set", "audio.sample_rate=fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "audio.sample_rate='fast'" in err and "--set" in err
