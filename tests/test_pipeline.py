@@ -236,3 +236,21 @@ def test_bad_config_value_exits_2_with_one_line(tmp_path, capsys):
                      "--set", "audio.sample_rate=fast"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "audio.sample_rate='fast'" in err and "--set" in err
+
+
+def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared, tmp_path):
+    from spectrotune.inspect import inspect_dataset
+    from spectrotune.noise import measured_snr_db
+
+    _, out, _, _ = prepared
+    text = inspect_dataset(out, out=tmp_path, export_audio=2)
+    assert "labels:   3: blues, jazz, rock" in text and "errors:   7" in text
+    png = tmp_path / "examples.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wavs = sorted((tmp_path / "audio").glob("*.wav"))
+    assert len(wavs) == 2 * 3  # clean + two noisy variants for each of two segments
+    for clean_path in [w for w in wavs if w.name.endswith("_clean.wav")]:
+        clean, _ = sf.read(clean_path, dtype="float64")
+        noisy, _ = sf.read(str(clean_path).replace("_clean.wav", "_white_at_10dB.wav"), dtype="float64")
+        if np.mean(clean**2) > 1e-8:  # the silent clip has no SNR to check
+            assert abs(measured_snr_db(clean, noisy) - 10.0) < 0.5  # 16-bit WAV quantisation aside
