@@ -254,3 +254,44 @@ def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared
         noisy, _ = sf.read(str(clean_path).replace("_clean.wav", "_white_at_10dB.wav"), dtype="float64")
         if np.mean(clean**2) > 1e-8:  # the silent clip has no SNR to check
             assert abs(measured_snr_db(clean, noisy) - 10.0) < 0.5  # 16-bit WAV quantisation aside
+
+
+@pytest.fixture(scope="module")
+def spotify_corpus(tmp_path_factory):
+    from spectrotune.images import render_spotify_corpus
+    from spectrotune.synth import generate_corpus
+
+    base = tmp_path_factory.mktemp("spotify")
+    generate_corpus(base / "audio", genres=3, tracks=4, seconds=9.0, seed=1)
+    root = base / "dataset"
+    render_spotify_corpus(base / "audio" / "genres_original", root, seed=1, fractions=(0.5, 0.25, 0.25))
+    bad = root / "training" / "blues" / "broken_0.jpg"
+    bad.write_bytes(next(root.rglob("*.jpg")).read_bytes()[:200])  # a truncated JPG
+    return base
+
+
+@pytest.mark.parametrize("kind", ["by_song", "folders"])
+def test_spotify_images_flow_through_the_same_schema(spotify_corpus, tmp_path, ray_session, kind):
+    config = load_config("spotify", overrides=[f"split.kind={kind}", "split.fractions={train: 0.5, valid: 0.25, test: 0.25}"])
+    result = prepare(spotify_corpus, tmp_path / "out", config=config, progress=False)
+    m = result.manifest
+    assert m["source"]["kind"] == "spotify" and m["noise"].startswith("not applied")
+    assert m["labels"] == ["blues", "classical", "country"]
+    table = pq.read_table(tmp_path / "out" / "data")
+    assert set(table.column("variant").to_pylist()) == {"clean"}
+    mel = D.mel_array(table)
+    assert mel.shape[1:] == (128, 130) and np.isfinite(mel).all() and 0.0 <= mel.min() and mel.max() <= 1.0
+    errors = D.read_errors(tmp_path / "out").to_pylist()
+    assert [Path(e["path"]).name for e in errors] == ["broken_0.jpg"]
+    assert table.num_rows == 3 * 4 * 3  # 3 genres x 4 songs x three 3-s clips, the broken JPG aside
+    splits_of: dict[str, set[str]] = {}
+    for track, split in zip(table.column("track_id").to_pylist(), table.column("split").to_pylist()):
+        splits_of.setdefault(track, set()).add(split)
+    assert all(len(s) == 1 for s in splits_of.values())  # no track in two splits
+    songs: dict[str, set[str]] = {}
+    for track, split in zip(table.column("track_id").to_pylist(), table.column("split").to_pylist()):
+        songs.setdefault(track.split("/")[-1].rsplit("_", 1)[0], set()).add(str(split))
+    if kind == "by_song":
+        assert all(len(s) == 1 for s in songs.values())
+    else:  # the shipped folders leak songs across splits, as documented
+        assert any(len(s) > 1 for s in songs.values())
