@@ -189,6 +189,79 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models)."""
+
+    name: str = field(default="cnn", metadata=_choices("seed_cnn", "cnn", "crnn"))
+    width: int | None = None
+    depth: int | None = None
+    dropout: float | None = None
+    hidden: int | None = None
+    layers: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters that were set, for :func:`spectrotune.models.build_model`."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "name" and v is not None}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training on Ray Train: optimisation, augmentation, scaling, checkpoints and fault tolerance."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    schedule: str = field(default="cosine", metadata=_choices("cosine", "onecycle", "constant"))
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    spec_augment: bool = False
+    time_masks: int = 2
+    time_width: int = 20
+    freq_masks: int = 2
+    freq_width: int = 16
+    variants: tuple[str, ...] = ()
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: str = field(default="auto", metadata=_choices("auto", "true", "false"))
+    amp: bool = True
+    patience: int = 5
+    keep_checkpoints: int = 2
+    max_failures: int = 0
+    shuffle_buffer: int = 2000
+    prefetch_batches: int = 2
+    run_name: str | None = None
+    storage_path: str | None = None
+    fault_kill_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "num_workers", "keep_checkpoints"):
+            _positive(f"train.{key}", getattr(self, key))
+        _positive("train.lr", self.lr)
+        _positive("train.cpus_per_worker", self.cpus_per_worker)
+        for key in ("weight_decay", "warmup_epochs", "label_smoothing", "mixup_alpha", "patience", "max_failures",
+                    "shuffle_buffer", "prefetch_batches"):
+            _positive(f"train.{key}", getattr(self, key), allow_zero=True)
+        if self.label_smoothing >= 1:
+            raise ConfigError(f"train.label_smoothing: must be < 1, got {self.label_smoothing!r}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Robustness evaluation: test clips re-noised with each kind at each SNR (dB)."""
+
+    noise_kinds: tuple[str, ...] = ("white", "pink")
+    snr_db: tuple[float, ...] = (30.0, 20.0, 10.0, 0.0)
+    baselines: bool = True
+
+    def __post_init__(self) -> None:
+        for kind in self.noise_kinds:
+            if kind not in ("white", "pink", "brown"):
+                raise ConfigError(f"evaluate.noise_kinds: unknown kind {kind!r} (valid: white, pink, brown)")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration."""
 
@@ -200,6 +273,9 @@ class Config:
     split: SplitConfig = SplitConfig()
     image: ImageConfig = ImageConfig()
     prepare: PrepareConfig = PrepareConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), the form saved to YAML/JSON."""
