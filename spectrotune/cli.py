@@ -66,6 +66,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from spectrotune.fetch import fetch
+
+    dest = fetch(args.name, args.dest, url=args.url, sha256=args.sha256, progress=not args.no_progress,
+                 keep_archive=args.keep_archive)
+    print(f"{args.name} is in {dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectrotune", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"spectrotune {__version__}")
@@ -104,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "originals) as WAV, rebuilt bit-identically from the source and seeds")
     p.add_argument("--seed", type=int, default=0, help="which examples to show")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("fetch", help="download and safely extract a dataset (gtzan)",
+                       description="Download a dataset archive (resuming an interrupted download), verify its "
+                                   "checksum when known and extract it safely into DEST. The Spotify set is on "
+                                   "Kaggle and needs credentials: see README.")
+    p.add_argument("name", choices=["gtzan"], help="dataset name")
+    p.add_argument("--dest", required=True, help="destination folder")
+    p.add_argument("--url", default=None, help="download from this URL instead (a mirror, or file:// of a local copy)")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    p.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after extraction")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_fetch)
     return parser
 
 
