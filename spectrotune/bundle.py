@@ -62,6 +62,8 @@ class Bundle:
     def predict_proba(self, mel: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities float32 [n, n_classes] for log-mel segments float32 [n, n_mels, n_frames]."""
         mel = np.asarray(mel, dtype=np.float32)
+        if not mel.flags.writeable:  # Arrow-backed arrays are read-only; torch wants writable memory
+            mel = mel.copy()
         if mel.ndim != 3:
             raise BundleError(f"expected mel segments [n, n_mels, n_frames], got shape {mel.shape}")
         out = []

@@ -1,0 +1,564 @@
+"""``spectrotune evaluate``: how good a model bundle is on a prepared dataset's test split, and how robust.
+
+Everything is measured on the test tracks, which training never saw (splits are by track):
+
+- **segment accuracy**: argmax of each clean test segment;
+- **clip accuracy**: segment probabilities averaged per track, then argmax (the number to quote);
+- **macro F1** and **per-class precision / recall / F1 / support**, all at clip level; macro F1 averages over
+  the labels present in the test truth or predictions, exactly as :mod:`spectrotune.baselines` computes it, so
+  the CNN and the baselines are compared the same way;
+- **confusion matrix** (clip level) drawn to ``confusion_matrix.png``; **learning curves** from the bundle's
+  metrics history drawn to ``learning_curves.png``;
+- **robustness**: clip accuracy with each noise kind at each SNR (:class:`~spectrotune.config.EvaluateConfig`).
+  Test rows of a variant such as ``white@10dB`` that prepare already wrote (``noise.splits`` including
+  ``test``) are used as they are; any other variant is rebuilt from the source audio the manifest points to,
+  with the dataset's segmentation and noise seed and the bundle's log-mel parameters, i.e. bit-identically to
+  what prepare would have written. If the source is gone, the report says so instead of failing; image
+  (Spotify) sources have no audio to add noise to, so robustness does not apply to them;
+- **baselines**: random forest / SVMs / kNN / logistic regression on the dataset's handcrafted features
+  (:func:`spectrotune.baselines.run_baselines`), next to the CNN.
+
+Writes ``report.json``, ``report.md`` and the PNGs into ``out`` (default: a ``report`` folder beside the bundle).
+Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no display). No ``ray``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectrotune import audio, features, noise
+from spectrotune import dataset as D
+from spectrotune.bundle import Bundle, load_bundle
+from spectrotune.config import EvaluateConfig
+from spectrotune.errors import DatasetError, InputError, SpectrotuneError
+from spectrotune.predict import log_mel_params, segment_params
+
+__all__ = ["REPORT_JSON", "REPORT_MD", "clip_scores", "evaluate", "headline", "plot_confusion",
+           "plot_learning_curves", "plot_robustness"]
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "learning_curves.png"
+ROBUSTNESS_PNG = "robustness.png"
+# Segments per model call when rebuilding noisy test audio: bounds memory on long clips.
+_REBUILD_CHUNK = 256
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def clip_scores(
+    proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Average segment probabilities per track.
+
+    Parameters
+    ----------
+    proba : np.ndarray, float [n_segments, n_classes]
+        Segment probabilities.
+    track_ids : sequence of str, length n_segments
+        Track of each segment.
+    labels : np.ndarray, int [n_segments]
+        True label of each segment (constant within a track).
+
+    Returns
+    -------
+    tracks : list of str
+        Sorted track ids.
+    mean : np.ndarray, float64 [n_tracks, n_classes]
+        Mean probability per track.
+    truth : np.ndarray, int64 [n_tracks]
+        Label per track.
+    """
+    ids = np.asarray(track_ids, dtype=object)
+    tracks, inverse = np.unique(ids, return_inverse=True)
+    mean = np.zeros((len(tracks), proba.shape[1]), dtype=np.float64)
+    np.add.at(mean, inverse, proba.astype(np.float64))
+    mean /= np.bincount(inverse, minlength=len(tracks))[:, None]
+    truth = np.zeros(len(tracks), dtype=np.int64)
+    truth[inverse] = np.asarray(labels, dtype=np.int64)
+    return [str(t) for t in tracks], mean, truth
+
+
+def _accuracies(proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray) -> dict[str, Any]:
+    labels = np.asarray(labels, dtype=np.int64)
+    tracks, mean, truth = clip_scores(proba, track_ids, labels)
+    pred = mean.argmax(axis=1)
+    return {"segment_accuracy": float((proba.argmax(axis=1) == labels).mean()) if len(labels) else float("nan"),
+            "clip_accuracy": float((pred == truth).mean()) if len(truth) else float("nan"),
+            "n_tracks": len(tracks), "n_segments": len(labels), "tracks": tracks, "truth": truth,
+            "pred": pred}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Driver
+
+
+def evaluate(
+    bundle_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    config: EvaluateConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Evaluate a model bundle on the test split of a prepared dataset and write the report.
+
+    Parameters
+    ----------
+    bundle_dir : path
+        Model bundle (``spectrotune train``).
+    data_dir : path
+        Prepared dataset (``spectrotune prepare``) with the same labels as the bundle.
+    out : path, optional
+        Report folder; default ``<bundle_dir>/../report``. Created if missing; report files in it are replaced.
+    config : EvaluateConfig, optional
+        Noise kinds and SNRs of the robustness table, and whether to run the baselines.
+    log : callable
+        Receives progress lines.
+
+    Returns
+    -------
+    dict
+        The report (also in ``out/report.json``): ``segment_accuracy``, ``clip_accuracy``, ``macro_f1`` (floats
+        in [0, 1]), ``per_class`` {label: {precision, recall, f1, support}}, ``confusion_matrix`` (list of rows,
+        true label by predicted label, clip counts), ``labels``, ``n_test_tracks``, ``n_test_segments``,
+        ``robustness``, ``baselines``, ``learning_curves``, ``bundle``, ``data``, ``files``.
+
+    Raises
+    ------
+    BundleError
+        The bundle cannot be loaded.
+    DatasetError
+        Not a prepared dataset, no clean test rows, or the bundle's labels / input shape differ from the
+        dataset's.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    t0 = time.perf_counter()
+    config = config or EvaluateConfig()
+    bundle_dir, data_dir = Path(bundle_dir).absolute(), Path(data_dir).absolute()
+    bundle = load_bundle(bundle_dir)
+    manifest = D.read_manifest(data_dir)
+    _check_compatible(bundle, manifest, bundle_dir=bundle_dir, data_dir=data_dir, log=log)
+    out = Path(out) if out is not None else bundle_dir.parent / "report"
+    labels = bundle.labels
+    n = len(labels)
+
+    table = D.read_split(data_dir, "test", columns=[D.TRACK_ID, D.LABEL, D.SEGMENT, D.MEL], variants=[D.CLEAN])
+    if table.num_rows == 0:
+        raise DatasetError(f"{data_dir}: the test split has no clean rows (empty test split, or noise.keep_clean "
+                           "was false for it); nothing to evaluate")
+    track_ids = table.column(D.TRACK_ID).to_pylist()
+    y_seg = table.column(D.LABEL).to_numpy()
+    proba = bundle.predict_proba(D.mel_array(table))
+    del table
+    scores = _accuracies(proba, track_ids, y_seg)
+    truth, pred = scores["truth"], scores["pred"]
+    log(f"test: {scores['n_tracks']} tracks, {scores['n_segments']} segments; clip accuracy "
+        f"{scores['clip_accuracy']:.3f}, segment accuracy {scores['segment_accuracy']:.3f}")
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, pred, labels=list(range(n)), zero_division=0)
+    per_class = {labels[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(support[i])} for i in range(n)}
+    cm = confusion_matrix(truth, pred, labels=list(range(n)))
+
+    robustness = _robustness(bundle, manifest, data_dir=data_dir, config=config, clean=scores,
+                             test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
+    baselines = _baselines(data_dir, manifest, enabled=config.baselines, log=log)
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"confusion_matrix": CONFUSION_PNG}
+    _save_figure(plot_confusion(cm, labels), out / CONFUSION_PNG)
+    history = list((bundle.meta.get("metrics") or {}).get("history") or [])
+    if history:
+        _save_figure(plot_learning_curves(bundle.meta["metrics"]), out / CURVES_PNG)
+        files["learning_curves"] = CURVES_PNG
+    if robustness.get("available"):
+        _save_figure(plot_robustness(robustness), out / ROBUSTNESS_PNG)
+        files["robustness"] = ROBUSTNESS_PNG
+
+    metrics = bundle.meta.get("metrics") or {}
+    report = {
+        "segment_accuracy": scores["segment_accuracy"],
+        "clip_accuracy": scores["clip_accuracy"],
+        "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "per_class": per_class,
+        "confusion_matrix": cm.astype(int).tolist(),
+        "labels": labels,
+        "n_test_tracks": scores["n_tracks"],
+        "n_test_segments": scores["n_segments"],
+        "robustness": robustness,
+        "baselines": baselines,
+        "learning_curves": {"epochs": len(history), "best_epoch": metrics.get("best_epoch")},
+        "bundle": {"path": str(bundle_dir), "model": bundle.meta.get("model"),
+                   "config_hash": bundle.meta.get("config_hash"), "best_epoch": metrics.get("best_epoch"),
+                   "best": metrics.get("best"), "input_shape": list(bundle.input_shape)},
+        "data": {"path": str(data_dir), "config_hash": manifest.get("config_hash"), "source": manifest.get("source"),
+                 "split": manifest.get("split")},
+        "files": files,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    _write_text(out / REPORT_JSON, json.dumps(_jsonable(report), indent=2))
+    _write_text(out / REPORT_MD, report_markdown(report))
+    log(f"wrote {out / REPORT_JSON} and {out / REPORT_MD}")
+    return report
+
+
+def _check_compatible(bundle: Bundle, manifest: Mapping[str, Any], *, bundle_dir: Path, data_dir: Path,
+                      log: Callable[[str], None]) -> None:
+    """The bundle must speak the dataset's labels and input shape; differing log-mel settings only warn."""
+    data_labels = list(manifest.get("labels") or [])
+    if bundle.labels != data_labels:
+        raise DatasetError(f"bundle {bundle_dir} has labels {bundle.labels} but dataset {data_dir} has labels "
+                           f"{data_labels}; evaluate a bundle on the dataset (or one with the same genres) it was "
+                           "trained on")
+    shape = list((manifest.get("mel") or {}).get("shape") or [])
+    if shape and shape != list(bundle.input_shape):
+        raise DatasetError(f"bundle {bundle_dir} expects input {list(bundle.input_shape)} (n_mels, n_frames) but "
+                           f"dataset {data_dir} holds {shape}")
+    data_features = (manifest.get("config") or {}).get("features") or {}
+    differ = [k for k, v in log_mel_params(bundle.meta).items()
+              if k != "sr" and k in data_features and data_features[k] != v]
+    if differ:
+        log(f"warning: the bundle's log-mel parameters differ from the dataset's in {differ}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Robustness
+
+
+def _robustness(bundle: Bundle, manifest: Mapping[str, Any], *, data_dir: Path, config: EvaluateConfig,
+                clean: Mapping[str, Any], test_tracks: Mapping[str, int], log: Callable[[str], None]) -> dict:
+    source = manifest.get("source") or {}
+    if source.get("kind") == "spotify" or bundle.source_kind == "spotify":
+        return {"applies": False, "available": False, "reason": "image sources have no audio to add noise to"}
+    wanted = [(kind, float(snr), noise.variant_name(kind, snr)) for kind in config.noise_kinds
+              for snr in config.snr_db]
+    present = {v for genres in (manifest.get("counts", {}).get("per_split_genre_variant", {}).get("test") or {})
+               .values() for v in genres}
+    rows: list[dict[str, Any]] = []
+    for kind, snr, name in wanted:
+        if name not in present:
+            continue
+        table = D.read_split(data_dir, "test", columns=[D.TRACK_ID, D.LABEL, D.MEL], variants=[name])
+        s = _accuracies(bundle.predict_proba(D.mel_array(table)), table.column(D.TRACK_ID).to_pylist(),
+                        table.column(D.LABEL).to_numpy())
+        rows.append(_row(kind, snr, name, s, "dataset"))
+    missing = [(kind, snr, name) for kind, snr, name in wanted if name not in present]
+    result: dict[str, Any] = {"applies": True, "available": True, "clean_clip_accuracy": clean["clip_accuracy"],
+                              "clean_segment_accuracy": clean["segment_accuracy"]}
+    if missing:
+        log(f"robustness: rebuilding {len(missing)} noisy variant(s) of {len(test_tracks)} test tracks from the "
+            f"source audio ({', '.join(m[2] for m in missing)})")
+        try:
+            rebuilt, notes = _rebuild(bundle, manifest, variants=missing, test_tracks=test_tracks, log=log)
+        except _SourceUnavailable as e:
+            if not rows:
+                return {"applies": True, "available": False, "reason": str(e)}
+            rebuilt, notes = [], {"reason_missing_variants": str(e)}
+        rows += rebuilt
+        result.update(notes)
+    order = {name: i for i, (_, _, name) in enumerate(wanted)}
+    result["results"] = sorted(rows, key=lambda r: order[r["variant"]])
+    return result
+
+
+def _row(kind: str, snr: float, name: str, s: Mapping[str, Any], how: str) -> dict[str, Any]:
+    return {"kind": kind, "snr_db": snr, "variant": name, "clip_accuracy": s["clip_accuracy"],
+            "segment_accuracy": s["segment_accuracy"], "n_tracks": s["n_tracks"], "n_segments": s["n_segments"],
+            "source": how}
+
+
+class _SourceUnavailable(SpectrotuneError):
+    """The test audio cannot be reached (source folder gone, or none of the test tracks decode)."""
+
+
+def _rebuild(bundle: Bundle, manifest: Mapping[str, Any], *, variants: Sequence[tuple[str, float, str]],
+             test_tracks: Mapping[str, int], log: Callable[[str], None]) -> tuple[list[dict], dict]:
+    """Noisy variants of the test tracks from the source audio: decode, segment, add noise, log-mel, predict."""
+    from spectrotune.sources import list_source
+
+    data_config = manifest.get("config") or {}
+    source_path = Path((manifest.get("source") or {}).get("path", ""))
+    try:
+        listing = list_source(source_path, kind="audio")
+    except InputError as e:
+        raise _SourceUnavailable(f"source audio unavailable: {e}") from e
+    by_track = {item.track_id: item for item in listing.items}
+    seed = int(data_config.get("seed", 0))
+    sr, seconds, _ = segment_params(bundle.meta)
+    # The test hop the dataset was cut with, so rebuilt segments are the ones prepare would have written.
+    hop = segment_params({"audio": data_config.get("audio") or bundle.meta.get("audio") or {}}, split="test")[2]
+    mel_kwargs = log_mel_params(bundle.meta)
+    proba: dict[str, list[np.ndarray]] = {name: [] for _, _, name in variants}
+    ids: list[str] = []
+    labels: list[int] = []
+    failed: list[str] = []
+    absent = [t for t in test_tracks if t not in by_track]
+    todo = [t for t in test_tracks if t in by_track]
+    t_start = time.perf_counter()
+    for i, track_id in enumerate(todo):
+        try:
+            y = audio.decode(by_track[track_id].path, sr=sr, min_seconds=0.0)
+        except InputError as e:
+            failed.append(f"{track_id}: {getattr(e, 'reason', None) or e}")
+            continue
+        segs, _ = audio.segment(y, sr=sr, seconds=seconds, hop_seconds=hop)
+        seg_ids = list(range(len(segs)))
+        for kind, snr, name in variants:
+            noisy, _ = noise.add_noise_batch(segs, kind=kind, snr_db=snr, seed=seed, track_id=track_id,
+                                             segment_indices=seg_ids)
+            for start in range(0, len(noisy), _REBUILD_CHUNK):
+                mel = features.log_mel(noisy[start:start + _REBUILD_CHUNK], **mel_kwargs)
+                proba[name].append(bundle.predict_proba(mel))
+        ids += [track_id] * len(segs)
+        labels += [test_tracks[track_id]] * len(segs)
+        if (i + 1) % 50 == 0:
+            log(f"robustness: {i + 1}/{len(todo)} tracks rebuilt ({time.perf_counter() - t_start:.0f} s)")
+    if not ids:
+        reason = (f"none of the {len(test_tracks)} test tracks could be read from the source {source_path}"
+                  + (f" ({len(absent)} not found" + (f", {len(failed)} failed to decode" if failed else "") + ")"))
+        raise _SourceUnavailable(reason)
+    rows = []
+    for kind, snr, name in variants:
+        s = _accuracies(np.concatenate(proba[name], axis=0), ids, np.asarray(labels))
+        rows.append(_row(kind, snr, name, s, "rebuilt"))
+    notes: dict[str, Any] = {"rebuilt_from": str(source_path)}
+    if absent or failed:
+        notes["tracks_not_rebuilt"] = {"not_in_source": absent[:20], "n_not_in_source": len(absent),
+                                       "failed": failed[:20], "n_failed": len(failed)}
+        log(f"robustness: {len(absent)} test track(s) missing from the source, {len(failed)} failed to decode; "
+            "their noisy variants are left out")
+    return rows, notes
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Baselines
+
+
+def _baselines(data_dir: Path, manifest: Mapping[str, Any], *, enabled: bool, log: Callable[[str], None]) -> dict:
+    if not enabled:
+        return {"available": False, "reason": "disabled (evaluate.baselines: false)"}
+    from spectrotune.baselines import load_dataset_features, run_baselines
+
+    try:
+        tracks = load_dataset_features(data_dir)
+        results = run_baselines(tracks, seed=int((manifest.get("config") or {}).get("seed", 0)))
+    except DatasetError as e:
+        log(f"baselines skipped: {e}")
+        return {"available": False, "reason": str(e)}
+    log("baselines: " + ", ".join(f"{m} {r['test_accuracy']:.3f}" for m, r in results.items()))
+    return {"available": True, "results": {
+        m: {"test_accuracy": r["test_accuracy"], "test_macro_f1": r["test_macro_f1"],
+            "valid_accuracy": r.get("valid_accuracy"), "params": r.get("params"), "n_test": r.get("n_test")}
+        for m, r in results.items()}}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Plots (matplotlib OO API on the Agg canvas: no pyplot state, safe in threads and without a display)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_confusion(cm: np.ndarray, labels: Sequence[str]):
+    """Confusion matrix figure: true labels down, predicted across, each cell annotated with its count."""
+    cm = np.asarray(cm)
+    n = len(labels)
+    size = max(4.0, 0.6 * n + 2.0)
+    fig = _figure(size + 1.0, size)
+    ax = fig.add_subplot()
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, int(cm.max())))
+    ax.set_xticks(range(n), labels=list(labels), rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=list(labels))
+    ax.set_xlabel("predicted genre")
+    ax.set_ylabel("true genre")
+    ax.set_title(f"confusion matrix (test clips, n={int(cm.sum())})")
+    threshold = cm.max() / 2.0 if cm.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
+                    color="white" if cm[i, j] > threshold else "black", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def plot_learning_curves(metrics: Mapping[str, Any]):
+    """Loss and accuracy per epoch from a bundle's ``metrics`` (``history`` list of per-epoch dicts)."""
+    history = list(metrics.get("history") or [])
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    fig = _figure(10.0, 4.0)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+
+    def series(ax, keys: Sequence[str]) -> None:
+        for key in keys:
+            points = [(e, h[key]) for e, h in zip(epochs, history, strict=True) if h.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=key.replace("_", " "))
+
+    series(ax_loss, ("train_loss", "valid_loss"))
+    series(ax_acc, ("train_accuracy", "valid_accuracy", "valid_clip_accuracy"))
+    best = metrics.get("best_epoch")
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        if best is not None:
+            ax.axvline(best, color="gray", linestyle="--", linewidth=1, label=f"best epoch {best}")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    ax_acc.set_ylim(0, 1.02)
+    return fig
+
+
+def plot_robustness(robustness: Mapping[str, Any]):
+    """Clip accuracy against SNR, one line per noise kind, the clean accuracy as a dashed line."""
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for r in robustness.get("results", []):
+        by_kind.setdefault(r["kind"], []).append((r["snr_db"], r["clip_accuracy"]))
+    for kind, points in by_kind.items():
+        points.sort()
+        ax.plot(*zip(*points, strict=True), marker="o", label=f"{kind} noise")
+    clean = robustness.get("clean_clip_accuracy")
+    if clean is not None:
+        ax.axhline(clean, color="black", linestyle="--", linewidth=1, label=f"clean ({clean:.2f})")
+    ax.invert_xaxis()  # cleaner on the left, noisier to the right
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("clip accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("robustness to added noise (test clips)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _save_figure(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.png")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text
+
+
+def headline(report: Mapping[str, Any]) -> str:
+    """One or two lines for the terminal: the headline numbers, worst robustness point, best baseline."""
+    line = (f"clip accuracy {report['clip_accuracy']:.3f} (segment {report['segment_accuracy']:.3f}, macro-F1 "
+            f"{report['macro_f1']:.3f}) on {report['n_test_tracks']} test tracks")
+    extra = []
+    rob = report.get("robustness") or {}
+    if rob.get("available") and rob.get("results"):
+        worst = min(rob["results"], key=lambda r: (r["snr_db"], r["clip_accuracy"]))
+        extra.append(f"at {worst['variant']}: {worst['clip_accuracy']:.3f}")
+    base = report.get("baselines") or {}
+    if base.get("available") and base.get("results"):
+        name, best = max(base["results"].items(), key=lambda kv: kv[1]["test_accuracy"])
+        extra.append(f"best baseline {name}: {best['test_accuracy']:.3f}")
+    return line + ("\n" + "; ".join(extra) if extra else "")
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """``report.md``: headline numbers, per-class table, robustness table, baselines next to the CNN, plots."""
+    def f3(x: Any) -> str:
+        return "—" if x is None else f"{float(x):.3f}"
+
+    files = report.get("files") or {}
+    model = (report.get("bundle") or {}).get("model") or {}
+    lines = [
+        "# Evaluation report", "",
+        (f"Bundle `{report['bundle']['path']}` ({model.get('name', '?')}) on dataset `{report['data']['path']}`, "
+         f"test split: {report['n_test_tracks']} tracks, {report['n_test_segments']} segments."), "",
+        "| metric | value |", "|---|---:|",
+        f"| clip accuracy | {f3(report['clip_accuracy'])} |",
+        f"| segment accuracy | {f3(report['segment_accuracy'])} |",
+        f"| macro F1 (clip) | {f3(report['macro_f1'])} |", "",
+        "## Per class (clip level)", "",
+        "| genre | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|",
+    ]
+    for genre, m in report["per_class"].items():
+        lines.append(f"| {genre} | {f3(m['precision'])} | {f3(m['recall'])} | {f3(m['f1'])} | {m['support']} |")
+    lines += ["", f"![confusion matrix]({files.get('confusion_matrix', CONFUSION_PNG)})", ""]
+
+    lines += ["## Robustness to noise", ""]
+    rob = report["robustness"]
+    if not rob.get("available"):
+        lines.append(f"Not measured: {rob.get('reason')}.")
+    else:
+        lines += ["| variant | clip accuracy | segment accuracy | tracks | from |", "|---|---:|---:|---:|---|",
+                  (f"| clean | {f3(rob['clean_clip_accuracy'])} | {f3(rob['clean_segment_accuracy'])} | "
+                   f"{report['n_test_tracks']} | dataset |")]
+        for r in rob["results"]:
+            lines.append(f"| {r['variant']} | {f3(r['clip_accuracy'])} | {f3(r['segment_accuracy'])} | "
+                         f"{r['n_tracks']} | {r['source']} |")
+        if rob.get("reason_missing_variants"):
+            lines += ["", f"Some variants could not be rebuilt: {rob['reason_missing_variants']}."]
+        if "robustness" in files:
+            lines += ["", f"![robustness]({files['robustness']})"]
+    lines.append("")
+
+    lines += ["## Baselines (handcrafted features, clip level)", ""]
+    base = report["baselines"]
+    lines += ["| model | test accuracy | test macro F1 |", "|---|---:|---:|",
+              (f"| **CNN ({model.get('name', 'bundle')})** | **{f3(report['clip_accuracy'])}** | "
+               f"**{f3(report['macro_f1'])}** |")]
+    if base.get("available"):
+        for name, r in base["results"].items():
+            lines.append(f"| {name} | {f3(r['test_accuracy'])} | {f3(r['test_macro_f1'])} |")
+    else:
+        lines += ["", f"Baselines not run: {base.get('reason')}."]
+    lines.append("")
+
+    lines += ["## Training", ""]
+    if "learning_curves" in files:
+        best = report["bundle"].get("best_epoch")
+        lines += [f"Best epoch: {best}." if best is not None else "", "",
+                  f"![learning curves]({files['learning_curves']})"]
+    else:
+        lines.append("The bundle holds no metrics history, so there are no learning curves.")
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types; NaN becomes null (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
