@@ -1,0 +1,57 @@
+"""``spectrotune demo``: the whole flow offline on the synthetic corpus.
+
+synth -> prepare (Ray Data) -> train (Ray Train) -> evaluate (+ classical baselines), with the shipped ``demo``
+config, in a few minutes on a 2-core laptop. The synthetic genres are made to be learnable but not trivial, so the
+numbers show the pipeline works — they say nothing about accuracy on real music.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from spectrotune.config import load_config
+from spectrotune.errors import OutputExistsError
+
+DISCLAIMER = ("Note: the demo corpus is synthetic; these accuracies show the pipeline works and say nothing about "
+              "accuracy on real music.")
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    genres: int = 10,
+    tracks: int = 10,
+    seconds: float = 30.0,
+    seed: int = 0,
+    overrides: Sequence[str] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run the demo into ``out`` (corpus/, dataset/, run/ with run/bundle and run/report). Returns the report."""
+    from spectrotune.evaluate import evaluate, headline
+    from spectrotune.pipeline import prepare
+    from spectrotune.synth import generate_corpus
+    from spectrotune.train import train
+
+    out = Path(out).absolute()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out}: demo output exists; pass --overwrite to replace it")
+    config = load_config("demo", overrides=[f"seed={seed}", *overrides])
+    t0 = time.perf_counter()
+    log(f"[1/4] synthesising {genres} genres x {tracks} tracks x {seconds:g} s into {out / 'corpus'}")
+    generate_corpus(out / "corpus", genres=genres, tracks=tracks, seconds=seconds, seed=seed)
+    log("[2/4] preparing log-mel segments with Ray Data")
+    prepared = prepare(out / "corpus", out / "dataset", config=config, overwrite=True, progress=progress)
+    log(prepared.summary())
+    log(f"[3/4] training {config.model.name} with Ray Train for up to {config.train.epochs} epochs")
+    trained = train(out / "dataset", out / "run", config=config, progress=progress, log=log)
+    log("[4/4] evaluating on the test split (+ robustness to noise, + classical baselines)")
+    report = evaluate(trained.bundle, out / "dataset", out=out / "run" / "report", config=config.evaluate, log=log)
+    log(headline(report))
+    log(f"report: {out / 'run' / 'report' / 'report.md'}   bundle: {trained.bundle}")
+    log(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    log(DISCLAIMER)
+    return report
