@@ -31,7 +31,6 @@ This module never imports ``ray`` and never reads the (large) ``mel`` column of 
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import logging
 import math
@@ -97,8 +96,6 @@ DEFAULT_PARAMS: dict[str, dict[str, float]] = {
 }
 
 _RANDOM_FOREST_TREES = 300
-_KAGGLE_LIST_PACKAGE = "spectrotune.data"
-_KAGGLE_LIST_DIR = "gtzan_fault_filtered"
 # `blues.00000.3.wav` (3-s file: track blues.00000, segment 3) or `blues.00000.wav` (30-s file).
 _KAGGLE_FILENAME = re.compile(r"^(?P<track>.+?\.\d+)(?:\.(?P<segment>\d+))?\.(?:wav|au)$")
 _DATASET_COLUMNS = ("track_id", "genre", "label", "segment", "variant")
@@ -220,7 +217,6 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
     root = Path(data_dir)
     labels = _manifest_labels(root)
@@ -464,44 +460,20 @@ def _check_fractions(fractions: Sequence[float]) -> None:
 
 
 def _fault_filtered_assignment(lists_dir: str | os.PathLike[str] | None) -> dict[str, str]:
-    """Track id -> split from the fault-filtered lists (shipped, or ``lists_dir``)."""
-    if lists_dir is None:
-        base: Any = importlib.resources.files(_KAGGLE_LIST_PACKAGE).joinpath(_KAGGLE_LIST_DIR)
-    else:
-        base = Path(lists_dir)
-    assignment: dict[str, str] = {}
-    for split_name in SPLITS:
-        source = base.joinpath(f"{split_name}.txt")
-        try:
-            text = source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"cannot read split list {source}: {e}") from e
-        for number, entry in enumerate(text.splitlines(), start=1):
-            entry = entry.strip()
-            if not entry or entry.startswith("#"):
-                continue
-            # `blues/blues.00029.wav` -> `blues.00029`
-            track = re.sub(r"\.(wav|au)$", "", entry.rsplit("/", 1)[-1])
-            previous = assignment.setdefault(track, split_name)
-            if previous != split_name:
-                raise InputError(f"{source} line {number}: track {track} is also in the {previous} list")
-    return assignment
+    """Track id -> split from the fault-filtered lists (shipped, or ``lists_dir``), read by spectrotune.splits."""
+    from spectrotune.splits import fault_filtered_dir, read_lists
+
+    lists = read_lists(Path(lists_dir) if lists_dir is not None else fault_filtered_dir())
+    return {key.rsplit("/", 1)[-1]: split for key, split in lists.items()}
 
 
 def _stratified_assignment(
     track_genre: pd.Series, *, seed: int, fractions: tuple[float, float, float]
 ) -> pd.Series:
-    """Track id -> split, shuffling each genre's (sorted) tracks with one seeded generator."""
-    rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
-    for genre in sorted(track_genre.unique()):
-        tracks = np.array(sorted(track_genre.index[track_genre == genre]), dtype=object)
-        rng.shuffle(tracks)
-        n = len(tracks)
-        n_train = min(n, max(1, round(n * fractions[0])))
-        n_valid = min(n - n_train, round(n * fractions[1]))
-        for i, track in enumerate(tracks):
-            assignment[str(track)] = "train" if i < n_train else "valid" if i < n_train + n_valid else "test"
+    """Track id -> split: the same seeded, per-genre split by track that ``prepare`` uses."""
+    from spectrotune.splits import stratified
+
+    assignment = stratified({str(t): str(g) for t, g in track_genre.items()}, fractions=tuple(fractions), seed=seed)
     return pd.Series(assignment, dtype=object)
 
 
