@@ -66,6 +66,89 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from spectrotune.train import train
+
+    result = train(args.data, args.out, config=_config(args), progress=not args.no_progress)
+    best = result.metrics
+    print(f"best epoch {best.get('epoch')}: valid clip accuracy {best.get('valid_clip_accuracy', float('nan')):.3f}; "
+          f"bundle: {result.bundle}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spectrotune.config import EvaluateConfig
+    from spectrotune.evaluate import evaluate, headline
+
+    config = EvaluateConfig(baselines=not args.no_baselines)
+    report = evaluate(args.bundle, args.data, out=args.out, config=config)
+    print(headline(report))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from spectrotune.predict import format_predictions, predict
+
+    use_ray = True if args.ray else (False if args.no_ray else None)
+    result = predict(args.bundle, args.paths, top_k=args.top_k, timeline=args.timeline, output=args.output,
+                     use_ray=use_ray)
+    print(format_predictions(result.rows, result.top_k))
+    print(result.summary())
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from spectrotune.baselines import (
+        baselines_markdown,
+        load_dataset_features,
+        load_kaggle_csv,
+        run_baselines,
+        write_baseline_report,
+    )
+
+    if bool(args.data) == bool(args.kaggle_csv):
+        raise SpectrotuneError("give exactly one of --data DIR or --kaggle-csv FILE")
+    if args.data:
+        tracks = load_dataset_features(args.data)
+        out = Path(args.out) if args.out else Path(args.data) / "_baselines"
+    else:
+        tracks = load_kaggle_csv(args.kaggle_csv, split=args.split, seed=args.seed)
+        out = Path(args.out) if args.out else Path(args.kaggle_csv).with_suffix("").parent / "baselines"
+    results = run_baselines(tracks, seed=args.seed)
+    write_baseline_report(results, out)
+    print(baselines_markdown(results))
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from spectrotune.bundle import load_bundle
+    from spectrotune.models import export_onnx
+
+    bundle = load_bundle(args.bundle)
+    n_mels, n_frames = bundle.input_shape
+    path = export_onnx(bundle.model, args.onnx, n_mels=n_mels, n_frames=n_frames)
+    print(f"wrote {path} (input 'mel' [batch, {n_mels}, {n_frames}], output 'logits' [batch, {len(bundle.labels)}])")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from spectrotune.workflow import run_pipeline
+
+    base = {"prepare.strict": True} if args.strict else {}
+    run_pipeline(args.source, args.out, config=_config(args, **base), overwrite=args.overwrite,
+                 progress=not args.no_progress)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spectrotune.demo import run_demo
+
+    run_demo(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
+             overrides=args.overrides, overwrite=args.overwrite, progress=not args.no_progress)
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from spectrotune.fetch import fetch
 
@@ -76,7 +159,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spectrotune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="spectrotune", description="Music-genre classification on Ray: "
+                                     "prepare, train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=f"spectrotune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -113,6 +197,78 @@ def build_parser() -> argparse.ArgumentParser:
                    "originals) as WAV, rebuilt bit-identically from the source and seeds")
     p.add_argument("--seed", type=int, default=0, help="which examples to show")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("train", help="train a CNN on a prepared dataset with Ray Train; export a model bundle",
+                       description="Train config.model on the prepared dataset with Ray Train (CPU or GPUs, DDP, "
+                                   "AMP on CUDA, checkpoints, resume). Rerunning with the same run name resumes. "
+                                   "The best model is exported to OUT/bundle.")
+    _add_config_args(p)
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves, bundle/)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-split report: accuracy, F1, confusion matrix, robustness, baselines",
+                       description="Evaluate a bundle on the test split of a prepared dataset; writes report.json, "
+                                   "report.md and plots.")
+    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", default=None, help="report folder (default: next to the bundle, report/)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="genres of audio files or folders with a bundle",
+                       description="Top-k genres per file; folders run as Ray Data batch inference.")
+    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("paths", nargs="+", help="audio files or folders")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--timeline", action="store_true", help="also per-segment predictions")
+    p.add_argument("--output", default=None, help="write rows to FILE.csv or FILE.parquet")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ray", action="store_true", help="always use Ray Data")
+    g.add_argument("--no-ray", action="store_true", help="never use Ray Data")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("baseline", help="classical baselines (RF, SVM, kNN, logistic regression)",
+                       description="Fit the classical baselines on per-track handcrafted features of a prepared "
+                                   "dataset, or on Kaggle's features_30_sec.csv / features_3_sec.csv (grouped by "
+                                   "track so no track crosses splits).")
+    p.add_argument("--data", default=None, help="prepared dataset folder")
+    p.add_argument("--kaggle-csv", default=None, help="Kaggle GTZAN features CSV instead of a dataset")
+    p.add_argument("--split", default="fault_filtered", choices=["fault_filtered", "stratified"],
+                   help="with --kaggle-csv: how tracks are split (default fault_filtered)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="where baselines.json/.md go")
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("export", help="export a bundle's model to ONNX (needs spectrotune[onnx])",
+                       description="Write an ONNX model with a dynamic batch axis.")
+    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("pipeline", help="prepare -> train -> evaluate in one go",
+                       description="Prepare SOURCE into OUT/dataset, train into OUT/run (bundle in OUT/run/bundle), "
+                                   "evaluate into OUT/run/report, with one config.")
+    _add_config_args(p)
+    p.add_argument("--source", required=True, help="corpus folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
+    p.add_argument("--strict", action="store_true", help="fail if any input failed to prepare")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("demo", help="the whole flow on the synthetic corpus, offline",
+                       description="synth -> prepare -> train -> evaluate (+ baselines) with the demo config.")
+    p.add_argument("--out", default="spectrotune-demo", help="output folder (default ./spectrotune-demo)")
+    p.add_argument("--genres", type=int, default=10)
+    p.add_argument("--tracks", type=int, default=10, help="tracks per genre")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("fetch", help="download and safely extract a dataset (gtzan)",
                        description="Download a dataset archive (resuming an interrupted download), verify its "

@@ -31,10 +31,8 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run the demo into ``out`` (corpus/, dataset/, run/ with run/bundle and run/report). Returns the report."""
-    from spectrotune.evaluate import evaluate, headline
-    from spectrotune.pipeline import prepare
     from spectrotune.synth import generate_corpus
-    from spectrotune.train import train
+    from spectrotune.workflow import run_pipeline
 
     out = Path(out).absolute()
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -43,15 +41,8 @@ def run_demo(
     t0 = time.perf_counter()
     log(f"[1/4] synthesising {genres} genres x {tracks} tracks x {seconds:g} s into {out / 'corpus'}")
     generate_corpus(out / "corpus", genres=genres, tracks=tracks, seconds=seconds, seed=seed)
-    log("[2/4] preparing log-mel segments with Ray Data")
-    prepared = prepare(out / "corpus", out / "dataset", config=config, overwrite=True, progress=progress)
-    log(prepared.summary())
-    log(f"[3/4] training {config.model.name} with Ray Train for up to {config.train.epochs} epochs")
-    trained = train(out / "dataset", out / "run", config=config, progress=progress, log=log)
-    log("[4/4] evaluating on the test split (+ robustness to noise, + classical baselines)")
-    report = evaluate(trained.bundle, out / "dataset", out=out / "run" / "report", config=config.evaluate, log=log)
-    log(headline(report))
-    log(f"report: {out / 'run' / 'report' / 'report.md'}   bundle: {trained.bundle}")
+    report = run_pipeline(out / "corpus", out, config=config, overwrite=True, progress=progress, log=log,
+                          steps=("[2/4]", "[3/4]", "[4/4]"))
     log(f"demo finished in {time.perf_counter() - t0:.0f} s")
     log(DISCLAIMER)
     return report
