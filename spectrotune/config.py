@@ -234,6 +234,9 @@ class TrainConfig:
     run_name: str | None = None
     storage_path: str | None = None
     fault_kill_epoch: int | None = None
+    # Hold the train/valid splits in Ray's object store instead of re-reading the shards every epoch;
+    # None (auto): when they need under 30 % of the object store.
+    materialize: bool | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "num_workers", "keep_checkpoints"):
@@ -262,6 +265,34 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """Hyperparameter sweeps on Ray Tune (see spectrotune.tune for the ``space`` syntax)."""
+
+    num_samples: int = 4
+    max_concurrent_trials: int = 1
+    search: str = field(default="random", metadata=_choices("random", "grid", "optuna"))
+    scheduler: str = field(default="asha", metadata=_choices("asha", "none"))
+    metric: str = "valid_clip_accuracy"
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    space: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    storage_path: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("tune.num_samples", self.num_samples)
+        _positive("tune.max_concurrent_trials", self.max_concurrent_trials, allow_zero=True)
+        _positive("tune.grace_period", self.grace_period)
+        _positive("tune.cpus_per_trial", self.cpus_per_trial)
+        _positive("tune.gpus_per_trial", self.gpus_per_trial, allow_zero=True)
+        if self.reduction_factor <= 1:
+            raise ConfigError(f"tune.reduction_factor: must be > 1, got {self.reduction_factor!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration."""
 
@@ -276,6 +307,8 @@ class Config:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    tune: TuneConfig = TuneConfig()
+    sources: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), the form saved to YAML/JSON."""
@@ -452,6 +485,16 @@ def _coerce(tp: Any, value: Any, *, key: str, origin: _Origin, meta: Mapping[str
         if isinstance(value, tp):
             return value
         return build(tp, value, origin=origin, prefix=key)
+    if origin_tp is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise bad("a mapping")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{origin.of(key)}: {key}: key {k!r} must be a string")
+            out[k] = v if value_tp is Any else _coerce(value_tp, v, key=f"{key}.{k}", origin=origin, meta={})
+        return out
     if origin_tp is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
