@@ -1,0 +1,252 @@
+"""Benchmark: training throughput through Ray Train versus a plain PyTorch loop, side by side in one run.
+
+Both sides train the same model (same seed, AdamW, batch size, schedule and epochs, validation every epoch) on the
+same prepared dataset, made here from a synthetic corpus (``generate_corpus`` + ``prepare``; reused from
+``--workdir`` when it already exists). Ray Train runs :func:`spectrotune.train.train` (1 worker); the plain loop
+reads the train/valid shards into memory with pyarrow and loops over shuffled index batches in this process. Both
+use ``--cpus`` torch threads (Ray sets a worker's threads to its CPUs).
+
+Reported: steady-state samples/s (train passes of epochs 2..N, so start-up, first-epoch warm-up and validation are
+excluded), the same for epoch 1, and end to end (epochs x train rows / wall time of the whole call, with Ray's
+start-up, data loading, checkpoints and bundle writing included). With ``--gpu`` both sides run on CUDA (AMP as
+configured) and the GPU utilisation is sampled every 0.2 s (``torch.cuda.utilization``, else ``nvidia-smi``)
+during each side's run; the table then has a mean-utilisation column.
+
+    python bench/train.py                         # 10 genres x 10 tracks x 30 s, 4 epochs, cnn defaults
+    python bench/train.py --epochs 3 --json
+    python bench/train.py --gpu --batch-size 128  # on a machine with a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spectrotune import dataset as D
+from spectrotune.config import Config, load_config
+from spectrotune.models import build_model, model_params
+from spectrotune.train import clip_accuracy, lr_factor, norm_stats, train
+
+
+class GpuSampler:
+    """Samples GPU utilisation (%) in a background thread until stopped; empty when no GPU is visible."""
+
+    def __init__(self, *, interval_s: float = 0.2, device: int = 0) -> None:
+        self.interval_s = interval_s
+        self.device = device
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> float | None:
+        try:
+            return float(torch.cuda.utilization(self.device))  # needs pynvml / amdsmi
+        except Exception:  # noqa: BLE001, S110 - fall back to the command-line tool
+            pass
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", f"--id={self.device}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=5, check=True,
+            )  # fmt: skip
+            return float(out.stdout.strip().splitlines()[0])
+        except Exception:  # noqa: BLE001 - no GPU tooling: no samples
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self._read()
+            if value is not None:
+                self.samples.append(value)
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> None:
+        if torch.cuda.is_available():
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def make_dataset(workdir: Path, *, genres: int, tracks: int, seconds: float) -> Path:
+    """The prepared dataset for this corpus size, made once per size under ``workdir``."""
+    from spectrotune.pipeline import prepare
+    from spectrotune.synth import generate_corpus
+
+    tag = f"g{genres}-t{tracks}-s{seconds:g}"
+    data = workdir / f"data-{tag}"
+    if (data / D.MANIFEST).is_file():
+        return data
+    corpus = workdir / f"corpus-{tag}"
+    t0 = time.perf_counter()
+    generate_corpus(corpus, genres=genres, tracks=tracks, seconds=seconds, seed=0)
+    prepare(corpus, data, config=load_config("demo"), overwrite=True, progress=False, log=lambda _: None)
+    print(f"made dataset {data} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return data
+
+
+def plain_loop(data: Path, *, config: Config, device: torch.device) -> dict[str, Any]:
+    """Train like the Ray Train worker does, in this process on in-memory arrays; per-epoch timings."""
+    t_start = time.perf_counter()
+    tc = config.train
+    manifest = D.read_manifest(data)
+    labels = manifest["labels"]
+    train_table = D.read_split(data, "train", columns=[D.MEL, D.LABEL])
+    valid_table = D.read_split(data, "valid", columns=[D.MEL, D.LABEL, D.TRACK_ID])
+    # copies: arrays viewing Arrow memory are read-only, which torch.from_numpy warns about
+    x_train, y_train = D.mel_array(train_table).copy(), train_table.column(D.LABEL).to_numpy().astype(np.int64)
+    x_valid, y_valid = D.mel_array(valid_table).copy(), valid_table.column(D.LABEL).to_numpy().astype(np.int64)
+    tracks = np.asarray(valid_table.column(D.TRACK_ID).to_pylist())
+    n_mels = x_train.shape[1]
+    mean, std, _ = norm_stats([x_train], n_mels=n_mels)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model.name, n_classes=len(labels), n_mels=n_mels,
+                        params=model_params(config.model.name, config.model.params()), norm_mean=mean,
+                        norm_std=std).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = math.ceil(len(x_train) / tc.batch_size)
+    total, warmup = tc.epochs * steps_per_epoch, round(tc.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps=total, warmup_steps=warmup, schedule=tc.schedule))
+    use_amp = bool(tc.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    rng = np.random.default_rng(config.seed)
+    history = []
+    for epoch in range(1, tc.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(x_train))  # a full shuffle per epoch
+        for start in range(0, len(x_train), tc.batch_size):
+            idx = np.sort(order[start : start + tc.batch_size])
+            x = torch.from_numpy(x_train[idx]).to(device, non_blocking=True)
+            y = torch.from_numpy(y_train[idx]).to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss = F.cross_entropy(model(x).float(), y, label_smoothing=tc.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t0
+        model.eval()
+        probs = []
+        with torch.no_grad():
+            for start in range(0, len(x_valid), 256):
+                x = torch.from_numpy(x_valid[start : start + 256]).to(device)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    probs.append(torch.softmax(model(x).float(), -1).cpu().numpy())
+        p = np.concatenate(probs)
+        history.append({"epoch": epoch, "train_seconds": train_seconds, "samples": len(x_train),
+                        "valid_clip_accuracy": clip_accuracy(p, y_valid, tracks)})
+    return {"history": history, "wall_seconds": time.perf_counter() - t_start, "rows": len(x_train)}
+
+
+def ray_train(data: Path, out: Path, *, config: Config) -> dict[str, Any]:
+    """Run :func:`spectrotune.train.train` (fresh run folder) and return the same per-epoch timings."""
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    result = train(data, out, config=config, progress=False, log=lambda _: None)
+    wall = time.perf_counter() - t0
+    history = [{"epoch": h["epoch"], "train_seconds": h["train_seconds"],
+                "samples": h["samples_per_second"] * h["train_seconds"],
+                "valid_clip_accuracy": h["valid_clip_accuracy"]} for h in result.history]
+    return {"history": history, "wall_seconds": wall, "rows": round(history[0]["samples"])}
+
+
+def summarise(run: dict[str, Any], *, epochs: int) -> dict[str, float]:
+    """Samples/s of the first epoch, of epochs 2..N (steady state) and end to end."""
+    h = run["history"]
+    steady = h[1:] or h
+    return {
+        "first_epoch": h[0]["samples"] / h[0]["train_seconds"],
+        "steady": sum(e["samples"] for e in steady) / sum(e["train_seconds"] for e in steady),
+        "end_to_end": epochs * run["rows"] / run["wall_seconds"],
+        "wall_seconds": run["wall_seconds"],
+        "final_clip_accuracy": h[-1]["valid_clip_accuracy"],
+        "rows": run["rows"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genres", type=int, default=10)
+    parser.add_argument("--tracks", type=int, default=10, help="tracks per genre")
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds per track")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--cpus", type=float, default=1.0, help="CPUs (torch threads) for each side (default 1)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for both sides (e.g. model.width=16)")
+    parser.add_argument("--gpu", action="store_true", help="train on CUDA and sample GPU utilisation")
+    parser.add_argument("--workdir", type=Path, default=Path("bench/out/train"))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    args = parser.parse_args(argv)
+
+    from spectrotune.pipeline import init_ray
+
+    args.workdir = args.workdir.absolute()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    init_ray()
+    data = make_dataset(args.workdir, genres=args.genres, tracks=args.tracks, seconds=args.seconds)
+    config = load_config("demo", overrides=[
+        f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", "train.patience=0",
+        f"train.cpus_per_worker={args.cpus}", f"train.use_gpu='{'true' if args.gpu else 'false'}'",
+        "train.num_workers=1", *args.set,
+    ])  # fmt: skip
+    device = torch.device("cuda" if args.gpu else "cpu")
+    torch.set_num_threads(max(1, int(args.cpus)))
+
+    results: dict[str, dict[str, Any]] = {}
+    for name, run in (("plain PyTorch loop", lambda: plain_loop(data, config=config, device=device)),
+                      ("Ray Train (1 worker)", lambda: ray_train(data, args.workdir / "ray-out", config=config))):
+        gpu = GpuSampler()
+        gpu.start()
+        try:
+            measured = run()
+        finally:
+            gpu.stop()
+        results[name] = {**summarise(measured, epochs=args.epochs), "gpu_util": gpu.mean}
+    ratio = results["Ray Train (1 worker)"]["steady"] / results["plain PyTorch loop"]["steady"]
+    meta = {"rows": results["plain PyTorch loop"]["rows"], "epochs": args.epochs, "batch_size": args.batch_size, "cpus": args.cpus,
+            "device": str(device), "model": config.model.name, "model_params": model_params(
+                config.model.name, config.model.params()), "steady_ratio": ratio, "torch": torch.__version__}
+
+    if args.json:
+        print(json.dumps({"meta": meta, "results": results}, indent=2))
+        return
+    print(f"{meta['rows']} train segments, {args.epochs} epochs, batch {args.batch_size}, {config.model.name} "
+          f"{meta['model_params']}, {args.cpus:g} CPU thread(s), device {device}")
+    gpu_col = args.gpu
+    head = "| side | steady samples/s (epochs 2..N) | epoch 1 samples/s | end to end samples/s | wall s | clip acc |"
+    print(head + (" GPU util % |" if gpu_col else ""))
+    print("|" + "---|" * (6 + gpu_col))
+    for name, r in results.items():
+        row = (f"| {name} | {r['steady']:.1f} | {r['first_epoch']:.1f} | {r['end_to_end']:.1f} | "
+               f"{r['wall_seconds']:.1f} | {r['final_clip_accuracy']:.3f} |")
+        if gpu_col:
+            row += f" {r['gpu_util']:.0f} |" if r["gpu_util"] is not None else " n/a |"
+        print(row)
+    print(f"\nRay Train / plain loop, steady state: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

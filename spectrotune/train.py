@@ -1,0 +1,756 @@
+"""``spectrotune train``: fit a genre CNN on a prepared Parquet dataset with Ray Train (V2).
+
+The driver (:func:`train`) reads the manifest, computes per-mel-bin normalisation statistics over the train split
+(streamed with pyarrow, float64 accumulation), builds one Ray Dataset per split and runs a ``TorchTrainer``. Each
+worker (:func:`train_fn_per_worker`) streams its share of the train split (``DataConfig(datasets_to_split=
+["train"])``) and evaluates on the *whole* valid split, so every rank computes the same clip accuracy (mean of the
+segment probabilities per track, argmax vs label) and early stopping needs no extra coordination. After the fit the
+best checkpoint by ``valid_clip_accuracy`` becomes a model bundle (:mod:`spectrotune.bundle`).
+
+Output layout::
+
+    OUT/
+      bundle/          the model bundle (weights of the best epoch, labels, audio/feature parameters, metrics)
+      config.yaml      the resolved config
+      history.json     one entry per epoch (the metrics below)
+      curves.png       loss and accuracy per epoch
+      runs/<run name>/ Ray Train's run folder: checkpoints and the checkpoint-manager snapshot
+
+Per-epoch metrics: ``epoch``, ``train_loss``, ``train_accuracy``, ``valid_loss``, ``valid_accuracy`` (per segment),
+``valid_clip_accuracy``, ``lr`` (at the end of the epoch), ``epoch_seconds`` (train + validation),
+``train_seconds``, ``samples_per_second`` (train samples of all workers / train seconds) and ``attempt`` (1 for the
+first session of a run, +1 for every resumption, so a history shows where a run was resumed).
+
+Resuming. Ray Train V2 keeps a checkpoint-manager snapshot in the run folder (``storage_path/name``); a new
+``TorchTrainer`` with the same ``RunConfig(name, storage_path)`` loads it and hands its latest checkpoint to the
+workers through ``ray.train.get_checkpoint()``, exactly as after a worker failure (``FailureConfig``). The worker
+loop therefore only has one resume path: load weights, optimiser, schedule, scaler, history and early-stopping
+state, continue at ``epoch + 1``. The default run name is ``train-<config hash>``, so rerunning the same command
+continues the same run (a finished run just rebuilds the bundle); change anything and a new run starts.
+
+Every checkpoint holds ``model.safetensors`` (the unwrapped model, normalisation included), ``state.pt`` (plain
+tensors and dicts, read back with ``torch.load(weights_only=True)``) and ``spec.json`` (model and data shape, used
+to refuse resuming a run with a different model). Only rank 0 writes checkpoints.
+
+Randomness: the model is initialised from ``seed``; the dropout RNG, the augmentation generator and Ray Data's
+local shuffle are reseeded at the start of every epoch from ``(seed, rank, epoch)``, so a resumed run draws the
+same augmentation as an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.dataset as pads
+import torch
+import torch.nn.functional as F
+
+from spectrotune.config import Config, save_config
+from spectrotune.dataset import LABEL, MEL, TRACK_ID, VARIANT, read_manifest, shards_dir
+from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
+
+__all__ = [
+    "METRIC_KEYS",
+    "TrainResult",
+    "clip_accuracy",
+    "lr_factor",
+    "norm_stats",
+    "train",
+    "train_fn_per_worker",
+]
+
+SCORE = "valid_clip_accuracy"
+METRIC_KEYS = (
+    "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", SCORE, "lr",
+    "epoch_seconds", "train_seconds", "samples_per_second", "attempt",
+)  # fmt: skip
+WEIGHTS = "model.safetensors"
+STATE = "state.pt"
+SPEC = "spec.json"
+STD_FLOOR = 1e-3
+MATERIALIZE_FRACTION = 0.3
+ONECYCLE_DIV = 25.0  # torch OneCycleLR defaults: start at lr / 25, end at lr / (25 * 1e4)
+ONECYCLE_FINAL_DIV = 1e4
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes
+    ----------
+    bundle : Path
+        The model bundle folder (weights of the best epoch).
+    run_dir : Path
+        Ray Train's run folder (checkpoints), ``storage_path/run_name``.
+    metrics : dict
+        The best epoch's metrics (see :data:`METRIC_KEYS`).
+    history : list of dict
+        Metrics of every epoch trained in this run, in order.
+    """
+
+    bundle: Path
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------------------------- pure helpers
+
+
+def norm_stats(
+    batches: Any, *, n_mels: int, std_floor: float = STD_FLOOR
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-mel-bin mean and standard deviation over a stream of mel batches.
+
+    Parameters
+    ----------
+    batches : iterable of ndarray float [rows, n_mels, n_frames]
+        The train split's mel values (dB, or colormap positions for image datasets), in any number of batches.
+    n_mels : int
+        Mel bins (rows of each segment).
+    std_floor : float
+        Smallest standard deviation returned, so constant bins (e.g. above ``fmax``) do not divide by zero.
+
+    Returns
+    -------
+    mean, std : ndarray float32 [n_mels]
+        Accumulated in float64 (sums of squares of ~10^8 dB values lose digits in float32).
+    rows : int
+        Segments seen.
+    """
+    total = np.zeros(n_mels, np.float64)
+    total_sq = np.zeros(n_mels, np.float64)
+    count = 0
+    rows = 0
+    for mel in batches:
+        mel = np.asarray(mel)
+        if mel.ndim != 3 or mel.shape[1] != n_mels:
+            raise DatasetError(f"mel batch has shape {mel.shape}, expected [rows, {n_mels}, n_frames]")
+        m = mel.astype(np.float64, copy=False)
+        total += m.sum(axis=(0, 2))
+        total_sq += np.square(m).sum(axis=(0, 2))
+        count += mel.shape[0] * mel.shape[2]
+        rows += mel.shape[0]
+    if count == 0:
+        return np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32), 0
+    mean = total / count
+    var = np.maximum(total_sq / count - np.square(mean), 0.0)
+    std = np.maximum(np.sqrt(var), std_floor)
+    return mean.astype(np.float32), std.astype(np.float32), rows
+
+
+def clip_accuracy(probs: np.ndarray, labels: np.ndarray, track_ids: Sequence[str]) -> float:
+    """Track-level accuracy: average the segment probabilities of each track, then argmax vs the track's label.
+
+    Parameters
+    ----------
+    probs : ndarray float [segments, n_classes]
+        Softmax outputs per segment.
+    labels : ndarray int [segments]
+        Label of each segment (constant within a track).
+    track_ids : sequence of str, length segments
+
+    Returns
+    -------
+    float
+        Fraction of tracks classified correctly, in [0, 1]; 0.0 for no segments.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(probs) == 0:
+        return 0.0
+    ids, inverse = np.unique(np.asarray(track_ids, dtype=object).astype(str), return_inverse=True)
+    sums = np.zeros((len(ids), probs.shape[1]), np.float64)
+    np.add.at(sums, inverse, probs)
+    track_label = np.zeros(len(ids), dtype=np.int64)
+    track_label[inverse] = labels
+    return float(np.mean(sums.argmax(axis=1) == track_label))
+
+
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based), applied per step by ``LambdaLR``.
+
+    ``cosine``: linear warm-up from ``1/warmup_steps`` to 1 over ``warmup_steps``, then cosine decay to 0 at
+    ``total_steps``. ``constant``: the same warm-up, then 1. ``onecycle``: the shape of torch's ``OneCycleLR``
+    (cosine up from 1/25 over ``warmup_steps`` — 30 % of the run when 0 — then cosine down to 1/(25·10^4));
+    momentum is not cycled. Steps past ``total_steps`` keep the final value (a schedule never raises).
+    """
+    total_steps = max(1, int(total_steps))
+    step = min(max(0, int(step)), total_steps)
+    if schedule == "onecycle":
+        up = warmup_steps if warmup_steps > 0 else max(1, round(0.3 * total_steps))
+        up = min(up, total_steps)
+        start, end = 1.0 / ONECYCLE_DIV, 1.0 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+        if step < up:
+            t = step / up
+            return _cos_interp(start, 1.0, t)
+        t = (step - up) / max(1, total_steps - up)
+        return _cos_interp(1.0, end, t)
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    raise ConfigError(f"train.schedule: unknown schedule {schedule!r} (valid: cosine, onecycle, constant)")
+
+
+def _cos_interp(start: float, end: float, t: float) -> float:
+    """Cosine interpolation from ``start`` (t=0) to ``end`` (t=1)."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+
+def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    # Distinct, reproducible streams per (seed, rank, epoch): a resumed epoch draws what it would have drawn.
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _resolve_use_gpu(value: str, cluster_gpus: float) -> bool:
+    if value == "auto":
+        return cluster_gpus > 0
+    return value == "true"
+
+
+# ----------------------------------------------------------------------------------------------- worker
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _write_checkpoint(directory: Path, *, model: torch.nn.Module, state: Mapping[str, Any],
+                      spec: Mapping[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    save_file(weights, str(directory / WEIGHTS))
+    torch.save(dict(state), directory / STATE)
+    (directory / SPEC).write_text(json.dumps(dict(spec), indent=2), encoding="utf-8")
+
+
+def _read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Weights, training state and spec of a checkpoint folder; nothing here executes stored code."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(directory / WEIGHTS))
+    state = torch.load(directory / STATE, map_location="cpu", weights_only=True)
+    spec = json.loads((directory / SPEC).read_text(encoding="utf-8"))
+    return weights, state, spec
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _broadcast_flag(flag: bool, device: torch.device) -> bool:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """The Ray Train loop run by every worker (module level so Ray can pickle it by reference).
+
+    ``loop_config`` (built by :func:`train`): ``config`` (the :class:`Config`), ``n_classes``, ``n_mels``,
+    ``norm_mean``/``norm_std`` (float32 [n_mels]), ``steps_per_epoch``, ``spec`` (dict stored in checkpoints),
+    ``run_dir`` (str, for the fault-injection marker) and ``progress`` (bool: rank 0 prints one line per epoch).
+    """
+    import ray.train
+    import ray.train.torch
+
+    from spectrotune.augment import mixup, soft_cross_entropy, spec_augment
+    from spectrotune.models import build_model, model_params
+
+    config: Config = loop_config["config"]
+    tc = config.train
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+    n_classes = int(loop_config["n_classes"])
+    torch.set_num_threads(max(1, int(tc.cpus_per_worker)))
+
+    torch.manual_seed(config.seed)  # identical initial weights on every rank (DDP would broadcast them anyway)
+    model = build_model(config.model.name, n_classes=n_classes, n_mels=int(loop_config["n_mels"]),
+                        params=model_params(config.model.name, config.model.params()),
+                        # copies: arrays from the object store are read-only, which torch warns about
+                        norm_mean=np.array(loop_config["norm_mean"]), norm_std=np.array(loop_config["norm_std"]))
+
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_epoch": 0, "bad_epochs": 0,
+                             "attempt": 0}
+    checkpoint = ray.train.get_checkpoint()
+    loaded_state = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            weights, loaded_state, spec = _read_checkpoint(Path(directory))
+        if spec != loop_config["spec"]:
+            raise ConfigError(f"cannot resume: the run's checkpoints were made for {spec}, "
+                              f"this config asks for {loop_config['spec']}; use another train.run_name")
+        model.load_state_dict(weights)
+        state.update({k: loaded_state[k] for k in ("epoch", "history", "best", "best_epoch", "bad_epochs",
+                                                   "attempt")})
+    state["attempt"] = int(state["attempt"]) + 1
+
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = int(loop_config["steps_per_epoch"])
+    total_steps, warmup_steps = tc.epochs * steps_per_epoch, round(tc.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps,
+                                          schedule=tc.schedule))
+    use_amp = bool(tc.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if loaded_state is not None:
+        optimizer.load_state_dict(loaded_state["optimizer"])
+        scheduler.load_state_dict(loaded_state["scheduler"])
+        if use_amp and loaded_state.get("scaler"):
+            scaler.load_state_dict(loaded_state["scaler"])
+
+    train_shard = ray.train.get_dataset_shard("train")
+    valid_shard = ray.train.get_dataset_shard("valid")
+    generator = torch.Generator()  # CPU: spec_augment / mixup draw there and move masks to the batch's device
+    start_epoch = int(state["epoch"]) + 1
+    stopped = bool(tc.patience) and int(state["bad_epochs"]) >= tc.patience
+    for epoch in range(start_epoch, tc.epochs + 1):
+        if stopped:
+            break
+        t0 = time.perf_counter()
+        epoch_seed = _epoch_seed(config.seed, rank, epoch)
+        torch.manual_seed(epoch_seed)
+        generator.manual_seed(epoch_seed + 1)
+        model.train()
+        # Accumulated on the device: converting every step would synchronise a GPU once per batch.
+        loss_acc = torch.zeros((), dtype=torch.float64, device=device)
+        correct_acc = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        for batch in train_shard.iter_torch_batches(
+            batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer or None,
+            local_shuffle_seed=epoch_seed % (2**31) if tc.shuffle_buffer else None,
+            prefetch_batches=tc.prefetch_batches, device=device,
+        ):  # fmt: skip
+            x, y = batch[MEL].float(), batch[LABEL].long()
+            if tc.spec_augment:
+                x = spec_augment(x, generator=generator, time_masks=tc.time_masks, time_width=tc.time_width,
+                                 freq_masks=tc.freq_masks, freq_width=tc.freq_width)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                if tc.mixup_alpha > 0:
+                    x, y_soft = mixup(x, y, alpha=tc.mixup_alpha, n_classes=n_classes, generator=generator)
+                    logits = model(x)
+                    loss = soft_cross_entropy(logits.float(), y_soft, label_smoothing=tc.label_smoothing)
+                else:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_acc += loss.detach().double() * y.shape[0]
+            correct_acc += (logits.detach().argmax(dim=1) == y).sum()
+            seen += int(y.shape[0])
+        loss_sum, correct = float(loss_acc), float(correct_acc)  # waits for the device: time after this
+        train_seconds = time.perf_counter() - t0
+        loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, float(seen)], device)
+
+        valid = _evaluate(_unwrap(model), valid_shard, device=device, use_amp=use_amp, batch_size=tc.batch_size,
+                          prefetch_batches=tc.prefetch_batches)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1.0),
+            "train_accuracy": correct / max(seen, 1.0),
+            **valid,
+            "lr": float(scheduler.get_last_lr()[0]),
+            "epoch_seconds": time.perf_counter() - t0,
+            "train_seconds": train_seconds,
+            "samples_per_second": seen / max(train_seconds, 1e-9),
+            "attempt": int(state["attempt"]),
+        }
+        history = [*state["history"], metrics]
+        if state["best"] is None or metrics[SCORE] > state["best"][SCORE]:
+            best, best_epoch, bad_epochs = metrics, epoch, 0
+        else:
+            best, best_epoch, bad_epochs = state["best"], state["best_epoch"], int(state["bad_epochs"]) + 1
+        state.update(epoch=epoch, history=history, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs)
+        # Ranks see the same valid split but not bit-identical weights' BN buffers; rank 0 decides for all.
+        stopped = _broadcast_flag(bool(tc.patience) and bad_epochs >= tc.patience, device)
+
+        name = f"checkpoint_epoch_{epoch:04d}"
+        if rank == 0:
+            if loop_config.get("progress", False):
+                print(f"epoch {epoch}/{tc.epochs}: train loss {metrics['train_loss']:.4f} acc "
+                      f"{metrics['train_accuracy']:.3f} | valid loss {metrics['valid_loss']:.4f} acc "
+                      f"{metrics['valid_accuracy']:.3f} clip {metrics[SCORE]:.3f} | "
+                      f"{metrics['samples_per_second']:.0f} samples/s", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                _write_checkpoint(Path(tmp), model=model, spec=loop_config["spec"], state={
+                    **state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict()})
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                                 checkpoint_dir_name=name)
+            _maybe_inject_fault(epoch, fault_epoch=tc.fault_kill_epoch, run_dir=loop_config["run_dir"])
+        else:
+            ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
+
+
+def _maybe_inject_fault(epoch: int, *, fault_epoch: int | None, run_dir: str) -> None:
+    """Testing aid: after ``fault_epoch``'s checkpoint is registered, kill this worker process once."""
+    if fault_epoch is None or epoch != fault_epoch:
+        return
+    marker = Path(run_dir) / f"fault-injected-epoch-{epoch}"
+    if marker.exists():
+        return
+    import ray.train
+
+    # report() returns once the checkpoint is uploaded, but the controller registers it asynchronously: wait
+    # until it has, or the restart would resume from the epoch before.
+    try:
+        ray.train.get_all_reported_checkpoints(timeout_s=120)
+    except Exception:  # noqa: BLE001 - best effort; the kill is what is being tested
+        time.sleep(5)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"worker killed after epoch {epoch} (train.fault_kill_epoch)\n", encoding="utf-8")
+    print(f"fault injection: killing rank 0 after epoch {epoch}", flush=True)
+    os._exit(1)
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, shard: Any, *, device: torch.device, use_amp: bool, batch_size: int,
+              prefetch_batches: int) -> dict[str, float]:
+    """Loss, segment accuracy and clip accuracy over the whole valid split (every rank sees all of it)."""
+    model.eval()
+    probs, labels, tracks, loss_sum = [], [], [], 0.0
+    for batch in shard.iter_batches(batch_size=max(batch_size, 256), batch_format="numpy",
+                                    prefetch_batches=prefetch_batches):
+        x = torch.from_numpy(np.ascontiguousarray(batch[MEL], dtype=np.float32)).to(device)
+        y = torch.from_numpy(batch[LABEL].astype(np.int64)).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        labels.append(batch[LABEL].astype(np.int64))
+        tracks.append(np.asarray(batch[TRACK_ID]).astype(str))
+    if not probs:
+        return {"valid_loss": float("nan"), "valid_accuracy": 0.0, SCORE: 0.0}
+    p, y_all, t_all = np.concatenate(probs), np.concatenate(labels), np.concatenate(tracks)
+    return {"valid_loss": loss_sum / len(y_all), "valid_accuracy": float(np.mean(p.argmax(1) == y_all)),
+            SCORE: clip_accuracy(p, y_all, t_all)}
+
+
+# ----------------------------------------------------------------------------------------------- driver
+
+
+def _split_dir(data: Path, split: str) -> Path:
+    return shards_dir(data) / f"split={split}"
+
+
+def _variant_filter(variants: Sequence[str]) -> Any:
+    return pads.field(VARIANT).isin(list(variants)) if variants else None
+
+
+def _scan_train(data: Path, *, n_mels: int, variants: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Normalisation statistics and row count of the train rows used (streamed, one batch in memory)."""
+    folder = _split_dir(data, "train")
+    dataset = pads.dataset(str(folder), format="parquet")
+
+    def mels():
+        for batch in dataset.to_batches(columns=[MEL], filter=_variant_filter(variants), batch_size=256):
+            if batch.num_rows:
+                yield batch.column(MEL).to_numpy_ndarray()
+
+    return norm_stats(mels(), n_mels=n_mels)
+
+
+def _count_rows(data: Path, split: str, *, variants: Sequence[str]) -> int:
+    dataset = pads.dataset(str(_split_dir(data, split)), format="parquet")
+    return int(dataset.count_rows(filter=_variant_filter(variants)))
+
+
+def _check_split(data: Path, split: str, *, variants: Sequence[str]) -> int:
+    folder = _split_dir(data, split)
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        raise DatasetError(f"{data}: the {split} split is empty (no shards in {folder})")
+    try:
+        rows = _count_rows(data, split, variants=variants)
+    except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on damaged files
+        raise DatasetError(f"{folder}: cannot read the {split} shards: {e}") from e
+    if rows == 0:
+        which = f" for train.variants={list(variants)}" if variants else ""
+        raise DatasetError(f"{data}: the {split} split has no rows{which}")
+    return rows
+
+
+def _ray_split(data: Path, split: str, *, columns: list[str], variants: Sequence[str]) -> Any:
+    import ray
+    from ray.data.expressions import col
+
+    ds = ray.data.read_parquet(str(_split_dir(data, split)))
+    if variants:
+        ds = ds.select_columns([*columns, VARIANT]).filter(expr=col(VARIANT).is_in(list(variants)))
+    return ds.select_columns(columns)
+
+
+def _should_materialize(setting: bool | None, *, nbytes: int, object_store_bytes: float) -> bool:
+    """Whether to hold the splits in the object store (``train.materialize``; ``None`` decides by size)."""
+    if setting is None:
+        return nbytes <= MATERIALIZE_FRACTION * object_store_bytes
+    return bool(setting)
+
+
+def _run_name(config: Config) -> str:
+    return config.train.run_name or f"train-{config.hash()}"
+
+
+def _model_spec(config: Config, *, labels: Sequence[str], input_shape: Sequence[int]) -> dict[str, Any]:
+    from spectrotune.models import model_params
+
+    return {"model": config.model.name, "params": model_params(config.model.name, config.model.params()),
+            "labels": list(labels), "input_shape": [int(s) for s in input_shape]}
+
+
+def _pick_best(result: Any) -> tuple[Any, dict[str, Any]]:
+    """The retained checkpoint with the highest clip accuracy; ties go to the earliest epoch."""
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if m and SCORE in m]
+    if not candidates:
+        if result.checkpoint is None:
+            raise SpectrotuneError("training finished without a checkpoint (no epoch was trained)")
+        return result.checkpoint, dict(result.metrics or {})
+    return max(candidates, key=lambda cm: (cm[1][SCORE], -int(cm[1].get("epoch", 0))))
+
+
+def _audio_params(prepare_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The prepare config's audio section plus ``test_hop_seconds``: how predict segments new audio."""
+    audio = dict(prepare_config.get("audio", {}))
+    hops = audio.get("hop_seconds") or {}
+    hop = hops.get("test") if isinstance(hops, Mapping) else hops
+    audio["test_hop_seconds"] = float(hop) if hop is not None else float(audio.get("segment_seconds", 3.0))
+    return audio
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Draw loss and accuracy per epoch (train vs valid, plus valid clip accuracy) to a PNG at ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(9, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    ax_loss.plot(epochs, [h["valid_loss"] for h in history], marker="o", label="valid")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy (nats)", title="loss")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train (segment)")
+    ax_acc.plot(epochs, [h["valid_accuracy"] for h in history], marker="o", label="valid (segment)")
+    ax_acc.plot(epochs, [h[SCORE] for h in history], marker="s", label="valid (clip)")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_resumable(run_dir: Path, spec: Mapping[str, Any], *, epochs: int, log: Callable[[str], None]) -> None:
+    """Refuse early (before starting workers) to resume a run made with another model or dataset shape."""
+    from ray.train import Result
+
+    if not (run_dir / "checkpoint_manager_snapshot.json").is_file():
+        return
+    try:
+        previous = Result.from_path(str(run_dir))
+    except Exception:  # noqa: BLE001 - a foreign or damaged run folder: let Ray Train report it
+        return
+    if previous.checkpoint is None:
+        return
+    with previous.checkpoint.as_directory() as directory:
+        spec_path = Path(directory) / SPEC
+        old = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
+    if old is not None and old != dict(spec):
+        raise ConfigError(f"{run_dir}: this run was trained with {old}, the config asks for {dict(spec)}; "
+                          f"set another train.run_name or remove the run folder")
+    done = int((previous.metrics or {}).get("epoch", 0))
+    if done >= epochs:
+        log(f"run {run_dir.name} already trained {done} epoch(s): rebuilding the bundle from its checkpoints")
+    else:
+        log(f"resuming run {run_dir.name} after epoch {done} (of {epochs})")
+
+
+def _training_error(error: Exception, *, run_dir: Path) -> SpectrotuneError:
+    """One clear error for a failed fit: a worker's own SpectrotuneError as is, else the failure's last line."""
+    failures = dict(getattr(error, "worker_failures", None) or {})
+    for rank, failure in sorted(failures.items()):
+        base = getattr(failure, "_base_exc", failure)  # Ray wraps worker exceptions with their traceback text
+        if isinstance(base, SpectrotuneError):
+            return type(base)(str(base))
+        lines = [line for line in str(failure).strip().splitlines() if line.strip()]
+        return SpectrotuneError(f"training run {run_dir} failed on rank {rank}: {lines[-1] if lines else base!r}")
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return SpectrotuneError(f"training run {run_dir} failed: {lines[-1] if lines else error!r}")
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    *,
+    config: Config,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``config.model`` on the prepared dataset ``data`` with Ray Train; write the bundle to ``out``.
+
+    Parameters
+    ----------
+    data : path
+        A prepared dataset (``spectrotune prepare`` output: manifest + ``data/split=*/`` shards).
+    out : path
+        Output folder (created; an existing one is reused: a rerun with the same run name continues the run).
+    config : Config
+        ``config.model``, ``config.train`` and ``config.seed`` are used; the rest is saved with the outputs.
+    progress : bool
+        Show Ray Data progress bars and one line per epoch.
+    log : callable
+        Receives the driver's progress messages.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DatasetError
+        ``data`` is not a prepared dataset, or its train/valid split is empty (after the variant filter).
+    ConfigError
+        The run to resume was made with another model or dataset shape.
+    SpectrotuneError
+        Training failed (more worker failures than ``train.max_failures``, or an error in the loop).
+    """
+    import ray
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from spectrotune.bundle import save_bundle
+    from spectrotune.models import build_model, model_params
+    from spectrotune.pipeline import init_ray
+
+    t_start = time.perf_counter()
+    data, out = Path(data).absolute(), Path(out).absolute()
+    manifest = read_manifest(data)
+    tc = config.train
+    labels = list(manifest["labels"])
+    n_mels, n_frames = (int(s) for s in manifest["mel"]["shape"])
+    source_kind = manifest.get("source", {}).get("kind", "audio")
+    variants = tuple(tc.variants)
+    if variants:
+        known = set(manifest.get("variants", variants))
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            raise ConfigError(f"train.variants: {unknown} not in the dataset (it has {sorted(known)})")
+    n_train = _check_split(data, "train", variants=variants)
+    n_valid = _check_split(data, "valid", variants=variants)
+    norm_mean, norm_std, _ = _scan_train(data, n_mels=n_mels, variants=variants)
+    log(f"training {config.model.name} on {n_train} train rows ({len(labels)} genres, input {n_mels}x{n_frames}); "
+        f"normalisation over the train split")
+
+    init_ray()
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    use_gpu = _resolve_use_gpu(tc.use_gpu, float(ray.cluster_resources().get("GPU", 0)))
+    storage = Path(tc.storage_path).absolute() if tc.storage_path else out / "runs"
+    run_name = _run_name(config)
+    run_dir = storage / run_name
+    spec = _model_spec(config, labels=labels, input_shape=(n_mels, n_frames))
+    _check_resumable(run_dir, spec, epochs=tc.epochs, log=log)
+
+    out.mkdir(parents=True, exist_ok=True)
+    storage.mkdir(parents=True, exist_ok=True)
+    rows_per_worker = n_train // tc.num_workers  # streaming_split(equal=True) drops the remainder
+    loop_config = {
+        "config": config, "n_classes": len(labels), "n_mels": n_mels, "norm_mean": norm_mean, "norm_std": norm_std,
+        "steps_per_epoch": max(1, math.ceil(rows_per_worker / tc.batch_size)), "spec": spec,
+        "run_dir": str(run_dir), "progress": progress,
+    }
+    datasets = {"train": _ray_split(data, "train", columns=[MEL, LABEL], variants=variants),
+                "valid": _ray_split(data, "valid", columns=[MEL, LABEL, TRACK_ID], variants=variants)}
+    nbytes = (n_train + n_valid) * n_mels * n_frames * 4
+    if _should_materialize(tc.materialize, nbytes=nbytes,
+                           object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0))):
+        # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
+        # with its own tasks, seconds of overhead per epoch on a small machine).
+        datasets = {name: ds.materialize() for name, ds in datasets.items()}
+        log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
+    trainer = TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": tc.cpus_per_worker}),
+        run_config=RunConfig(
+            name=run_name, storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=tc.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute=SCORE,
+                                               checkpoint_score_order="max"),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as e:  # TrainingFailedError: worker failures beyond max_failures, or a controller error
+        raise _training_error(e, run_dir=run_dir) from e
+
+    if result.checkpoint is None:
+        raise SpectrotuneError(f"training run {run_name} produced no checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        _, latest_state, _ = _read_checkpoint(Path(directory))
+    history = [dict(h) for h in latest_state["history"]]
+    best_checkpoint, best_metrics = _pick_best(result)
+    with best_checkpoint.as_directory() as directory:
+        weights, _, _ = _read_checkpoint(Path(directory))
+    best_epoch = int(best_metrics["epoch"])
+    best = next((h for h in history if int(h["epoch"]) == best_epoch), dict(best_metrics))
+
+    name = config.model.name
+    params = model_params(name, config.model.params())
+    model = build_model(name, n_classes=len(labels), n_mels=n_mels, params=params, norm_mean=norm_mean,
+                        norm_std=norm_std)
+    model.load_state_dict(weights)
+    model.eval()
+    prep = manifest.get("config", {})
+    bundle = save_bundle(
+        out / "bundle", model=model, model_name=name, model_params=params, labels=labels,
+        input_shape=(n_mels, n_frames), source_kind=source_kind, audio=_audio_params(prep),
+        features=dict(prep.get("features", {})), norm_mean=norm_mean, norm_std=norm_std,
+        metrics={"best_epoch": best_epoch, "best": best, "history": history},
+        config=config.to_dict(), config_hash=config.hash(),
+    )  # fmt: skip
+    save_config(config, out)
+    _atomic_write(out / "history.json", json.dumps(history, indent=2))
+    plot_curves(history, out / "curves.png")
+    log(f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
+        f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
+    return TrainResult(bundle=bundle, run_dir=run_dir, metrics=dict(best), history=history)

@@ -1,0 +1,189 @@
+"""Training on Ray Train: end to end, resuming after a killed worker, continuing a rerun, and the pure helpers.
+
+Each ``TorchTrainer.fit`` costs ~20-30 s of fixed overhead on 2 cores, so the file runs three fits: one module
+fixture (3 epochs) shared by the end-to-end checks and the rerun test, and the fault-injection run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from spectrotune import dataset as D
+from spectrotune.bundle import load_bundle
+from spectrotune.config import load_config
+from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
+from spectrotune.models import build_model
+from spectrotune.pipeline import prepare
+from spectrotune.synth import generate_corpus
+from spectrotune.train import METRIC_KEYS, _training_error, clip_accuracy, lr_factor, norm_stats, train
+
+TRAIN_SETTINGS = ["train.batch_size=16", "model.name=cnn", "model.width=8", "model.depth=3",
+                  "train.shuffle_buffer=64", "train.patience=0", "train.keep_checkpoints=2"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, ray_session):
+    base = tmp_path_factory.mktemp("train")
+    generate_corpus(base / "corpus", genres=4, tracks=6, seconds=6.0, seed=0)
+    config = load_config("demo", overrides=["noise.enabled=false", "features.n_mels=32",
+                                            "features.handcrafted=false"])
+    prepare(base / "corpus", base / "data", config=config, progress=False)
+    return base / "data"
+
+
+def _config(*extra: str):
+    return load_config("demo", overrides=[*TRAIN_SETTINGS, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "out"
+    config = _config("train.epochs=3", "train.run_name=e2e")
+    result = train(prepared, out, config=config, progress=False, log=lambda _: None)
+    return out, result
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+
+
+def test_train_writes_bundle_history_and_curves(trained):
+    out, result = trained
+    assert result.bundle == out / "bundle" and (out / "bundle" / "model.safetensors").is_file()
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    for entry in result.history:
+        assert set(METRIC_KEYS) <= set(entry)
+        assert 0.0 <= entry["valid_clip_accuracy"] <= 1.0 and 0.0 <= entry["train_accuracy"] <= 1.0
+        assert np.isfinite(entry["train_loss"]) and entry["samples_per_second"] > 0
+    assert json.loads((out / "history.json").read_text()) == result.history
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "config.yaml").is_file()
+    best = max(h["valid_clip_accuracy"] for h in result.history)
+    assert result.metrics["valid_clip_accuracy"] == best
+
+
+def test_bundle_holds_the_best_checkpoint_and_predicts_like_it(trained, prepared):
+    _, result = trained
+    bundle = load_bundle(result.bundle)
+    manifest = D.read_manifest(prepared)
+    assert bundle.labels == manifest["labels"] and bundle.input_shape == tuple(manifest["mel"]["shape"])
+    meta = bundle.meta
+    assert meta["metrics"]["best_epoch"] == result.metrics["epoch"]
+    assert meta["audio"]["test_hop_seconds"] == meta["audio"]["segment_seconds"]  # test split: no overlap
+    assert meta["features"]["n_mels"] == 32
+    # the model the run checkpointed at its best epoch, rebuilt in memory, predicts exactly like the bundle
+    best_dir = result.run_dir / f"checkpoint_epoch_{result.metrics['epoch']:04d}"
+    n_mels = bundle.input_shape[0]
+    model = build_model("cnn", n_classes=len(bundle.labels), n_mels=n_mels, params=meta["model"]["params"],
+                        norm_mean=torch.zeros(n_mels), norm_std=torch.ones(n_mels))
+    model.load_state_dict(load_file(str(best_dir / "model.safetensors")))
+    model.eval()
+    mel = D.mel_array(D.read_split(prepared, "valid"))[:6]
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(mel)), -1).numpy()
+    np.testing.assert_allclose(bundle.predict_proba(mel), expected, rtol=0, atol=1e-6)
+    # normalisation statistics are the train split's, per mel bin
+    train_mel = D.mel_array(D.read_split(prepared, "train")).astype(np.float64)
+    np.testing.assert_allclose(meta["normalization"]["mean"], train_mel.mean(axis=(0, 2)), atol=1e-4)
+
+
+def test_rerun_with_the_same_run_name_continues(trained, prepared, tmp_path):
+    out, first = trained
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)  # a copy, so the shared fixture's run is left as it was
+    config = _config("train.epochs=4", "train.run_name=e2e")
+    result = train(prepared, copy, config=config, progress=False, log=lambda _: None)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.history[:3] == first.history  # the earlier epochs were not trained again
+    assert [h["attempt"] for h in result.history] == [1, 1, 1, 2]
+
+
+# ----------------------------------------------------------------------------------------------- fault tolerance
+
+
+def test_killed_worker_resumes_from_the_last_checkpoint(prepared, tmp_path):
+    config = _config("train.epochs=3", "train.fault_kill_epoch=1", "train.max_failures=1", "train.run_name=kill")
+    result = train(prepared, tmp_path / "out", config=config, progress=False, log=lambda _: None)
+    assert (result.run_dir / "fault-injected-epoch-1").is_file()  # the worker really was killed
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    # epoch 1 comes from the killed attempt; epochs 2 and 3 from the restarted one, which did not redo epoch 1
+    assert [h["attempt"] for h in result.history] == [1, 2, 2]
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+
+def test_missing_dataset_is_a_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="not a prepared spectrotune dataset"):
+        train(tmp_path / "nothing", tmp_path / "out", config=_config(), log=lambda _: None)
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_empty_split_is_named(prepared, tmp_path, split):
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data)
+    for shard in (data / "data" / f"split={split}").glob("*.parquet"):
+        shard.unlink()
+    with pytest.raises(DatasetError, match=f"the {split} split is empty"):
+        train(data, tmp_path / "out", config=_config(), log=lambda _: None)
+
+
+def test_unknown_variant_is_a_config_error(prepared, tmp_path):
+    with pytest.raises(ConfigError, match="white@3dB"):
+        train(prepared, tmp_path / "out", config=_config("train.variants=[white@3dB]"), log=lambda _: None)
+
+
+@pytest.mark.parametrize(("raised", "expected", "match"), [
+    (ConfigError("cannot resume: other model"), ConfigError, "^cannot resume: other model$"),
+    (RuntimeError("CUDA out of memory"), SpectrotuneError, "failed on rank 0: .*CUDA out of memory"),
+])
+def test_worker_failure_becomes_one_clear_error(tmp_path, raised, expected, match):
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    wrapped = UserExceptionWithTraceback(raised, f"Traceback (most recent call last):\n  ...\n{raised!r}")
+    error = _training_error(WorkerGroupError("Training failed", {0: wrapped}), run_dir=tmp_path / "run")
+    assert type(error) is expected
+    assert re.search(match, str(error))
+
+
+# ----------------------------------------------------------------------------------------------- pure helpers
+
+
+def test_clip_accuracy_averages_segment_probabilities_per_track():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
+    labels = np.array([0, 0, 0, 1, 1])
+    tracks = ["a", "a", "a", "b", "b"]
+    # track a: mean [0.467, 0.533] -> 1 (wrong); track b: mean [0.35, 0.65] -> 1 (right)
+    assert clip_accuracy(probs, labels, tracks) == 0.5
+    assert clip_accuracy(np.zeros((0, 2)), np.zeros(0, int), []) == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
+def test_lr_schedules_warm_up_peak_and_end(schedule):
+    factors = [lr_factor(s, total_steps=100, warmup_steps=10, schedule=schedule) for s in range(101)]
+    assert max(factors) == pytest.approx(1.0)
+    assert factors[0] < 0.2  # warm-up starts low
+    assert all(0 <= f <= 1.0 + 1e-12 for f in factors)
+    if schedule == "constant":
+        assert factors[-1] == 1.0
+    else:
+        assert factors[-1] < 1e-3  # decays to (almost) zero at the end
+    assert lr_factor(10_000, total_steps=100, warmup_steps=10, schedule=schedule) == factors[-1]
+
+
+def test_norm_stats_match_numpy_and_floor_constant_bins():
+    rng = np.random.default_rng(0)
+    mel = rng.normal(-40.0, 12.0, size=(50, 8, 20)).astype(np.float32)
+    mel[:, 3, :] = -80.0  # a constant bin (e.g. above fmax)
+    mean, std, rows = norm_stats([mel[:17], mel[17:40], mel[40:]], n_mels=8)
+    np.testing.assert_allclose(mean, mel.astype(np.float64).mean(axis=(0, 2)), rtol=1e-6)
+    expected_std = mel.astype(np.float64).std(axis=(0, 2))
+    np.testing.assert_allclose(std[expected_std > 0], expected_std[expected_std > 0], rtol=1e-5)
+    assert std[3] == pytest.approx(1e-3) and rows == 50 and mean.dtype == np.float32
