@@ -516,6 +516,8 @@ def _coerce(tp: Any, value: Any, *, key: str, origin: _Origin, meta: Mapping[str
             return float(value)
         raise bad("a number")
     if tp is str:
+        if isinstance(value, bool) and meta.get("choices") and str(value).lower() in meta["choices"]:
+            value = str(value).lower()  # YAML reads `false` as a boolean; use_gpu=false means "false"
         if not isinstance(value, str):
             raise bad("a string")
         choices = meta.get("choices")
