@@ -360,13 +360,13 @@ def _procedural_style(index: int) -> GenreStyle:
     )
 
 
-def _lender(genre_index: int, rng: np.random.Generator) -> GenreStyle | None:
+def _lender(genre_index: int, rng: np.random.Generator, *, borrow: float = BORROW_PROBABILITY) -> GenreStyle | None:
     """A related genre's style to borrow from, or None (most tracks).
 
     The lender need not be part of the corpus: a track depends only on its genre and its generator, so adding
     genres to a corpus never changes the tracks already in it.
     """
-    if rng.random() >= BORROW_PROBABILITY:
+    if rng.random() >= borrow:
         return None
     related = _RELATED.get(genre_index) or tuple(j for j in (genre_index - 1, genre_index + 1) if j >= 0)
     return genre_style(related[int(rng.integers(len(related)))])
@@ -452,6 +452,7 @@ def synthesize_track(
     seconds: float,
     sr: int = 22050,
     rng: np.random.Generator,
+    borrow: float = BORROW_PROBABILITY,
 ) -> np.ndarray:
     """Render one synthetic clip of genre ``genre_index``.
 
@@ -467,6 +468,9 @@ def synthesize_track(
         Sample rate in Hz.
     rng : np.random.Generator
         Source of all per-track randomness (tempo, key, loop, timbre, mix, borrowed element).
+    borrow : float in [0, 2]
+        Expected number of elements (rhythm, harmony, timbre, ...) borrowed from related genres: one with
+        probability ``min(borrow, 1)``, a second with ``borrow - 1``. The main knob of class overlap.
 
     Returns
     -------
@@ -482,7 +486,11 @@ def synthesize_track(
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 1000:
         raise ConfigError(f"sample rate must be an integer >= 1000 Hz, got {sr!r}")
     genre_index, sr = int(genre_index), int(sr)
-    style = _borrow(genre_style(genre_index), _lender(genre_index, rng), rng)
+    if not 0.0 <= borrow <= 2.0:
+        raise ConfigError(f"borrow must be in [0, 2] (expected borrowed elements), got {borrow!r}")
+    style = _borrow(genre_style(genre_index), _lender(genre_index, rng, borrow=min(borrow, 1.0)), rng)
+    if borrow > 1.0:  # a second element; only drawn above 1 so corpora made with borrow <= 1 never change
+        style = _borrow(style, _lender(genre_index, rng, borrow=borrow - 1.0), rng)
     track = _draw_track(style, rng)
     return _render(track, n=max(1, round(seconds * sr)), sr=sr, rng=rng)
 
@@ -778,6 +786,7 @@ def generate_corpus(
     seconds: float = 30.0,
     sr: int = 22050,
     seed: int = 0,
+    borrow: float = BORROW_PROBABILITY,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[pathlib.Path]:
     """Write a synthetic corpus in the Kaggle GTZAN layout.
@@ -801,6 +810,8 @@ def generate_corpus(
         Sample rate in Hz.
     seed : int >= 0
         Corpus seed.
+    borrow : float in [0, 2]
+        Expected number of elements a track borrows from related genres (class overlap; higher is harder).
     progress : callable(done, total), optional
         Called after each file is written.
 
@@ -824,7 +835,7 @@ def generate_corpus(
         folder.mkdir(parents=True, exist_ok=True)
         for t in range(int(tracks)):
             rng = np.random.default_rng([int(seed), g, t])
-            audio = synthesize_track(g, n_genres=len(names), seconds=seconds, sr=int(sr), rng=rng)
+            audio = synthesize_track(g, n_genres=len(names), seconds=seconds, sr=int(sr), rng=rng, borrow=borrow)
             path = folder / f"{genre}.{t:05d}.wav"
             tmp = folder / f".{path.name}.tmp"
             sf.write(tmp, audio, int(sr), subtype="PCM_16", format="WAV")

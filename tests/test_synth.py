@@ -159,3 +159,17 @@ def test_genres_are_learnable_from_simple_features():
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[train], labels[train])
     accuracy = model.score(x[~train], labels[~train])
     assert accuracy >= 0.45, f"accuracy {accuracy:.2f} vs chance {1 / n_genres:.2f}"
+
+
+def test_borrow_controls_overlap_without_changing_default_corpora():
+    from spectrotune.errors import ConfigError
+    from spectrotune.synth import BORROW_PROBABILITY, synthesize_track
+
+    def track(**kw):
+        return synthesize_track(3, n_genres=10, seconds=2.0, rng=np.random.default_rng([0, 3, 1]), **kw)
+
+    np.testing.assert_array_equal(track(), track(borrow=BORROW_PROBABILITY))
+    assert not np.array_equal(track(borrow=0.0), track(borrow=2.0))
+    for bad in (-0.1, 2.5):
+        with pytest.raises(ConfigError, match="borrow"):
+            track(borrow=bad)
