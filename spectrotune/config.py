@@ -180,7 +180,7 @@ class PrepareConfig:
 
     files_per_task: int = 16
     num_cpus: float = 1.0
-    compression: str = field(default="zstd", metadata=_choices("zstd", "snappy", "none"))
+    compression: str = field(default="snappy", metadata=_choices("snappy", "zstd", "none"))
     strict: bool = False
 
     def __post_init__(self) -> None:

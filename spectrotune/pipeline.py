@@ -186,6 +186,7 @@ def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path, b
         from threadpoolctl import threadpool_limits
 
         reports = []
+        node_id = ray.get_runtime_context().get_node_id()
         split_map = ray.get(split_ref)
         bg = ray.get(background_ref) if background_ref is not None else None
         with threadpool_limits(1):  # one core per task: BLAS threads would only fight the other tasks
@@ -193,6 +194,7 @@ def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path, b
                 batch_items = [SourceItem(**d) for d in json.loads(raw)]
                 r = process_batch(batch_items, splits=split_map, labels=labels, config=config, kind=kind,
                                   out_dir=tmp, shard_name=str(shard), background=bg)
+                r.node_id = node_id
                 reports.append(json.dumps(asdict(r)))
         return {"report": np.array(reports, dtype=object)}
 
@@ -256,6 +258,6 @@ def _manifest(*, config: Config, kind: str, source: Path, labels: list[str], mer
         },
         "errors": {"count": len(errors), "examples": [f"{e['path']}: {e['reason']}" for e in errors[:5]]},
         "versions": _versions(),
-        "timings": {**timings, "task_seconds": merged["seconds"]},
+        "timings": {**timings, "task_seconds": merged["seconds"], "nodes": merged["nodes"]},
         "command": " ".join(sys.argv),
     }

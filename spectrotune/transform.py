@@ -25,6 +25,10 @@ from spectrotune.errors import InputError
 from spectrotune.sources import SourceItem
 
 
+_DICT_COLUMNS = ["track_id", "genre", "variant"]
+_STATS_COLUMNS = ["track_id", "genre", "label", "segment", "variant", "snr_db"]
+
+
 @dataclass
 class BatchResult:
     """What one task reports back to the driver (small: counts and error records, never arrays)."""
@@ -36,6 +40,7 @@ class BatchResult:
     errors: list[dict[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds spent
     files: list[str] = field(default_factory=list)  # shard files written (relative)
+    node_id: str = ""  # Ray node that ran the task (filled by the pipeline; shows where work was scheduled)
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
@@ -149,7 +154,10 @@ def process_batch(
         path = Path(out_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         compression = None if config.prepare.compression == "none" else config.prepare.compression
-        pq.write_table(cols.table(schema), path, compression=compression)
+        # Dictionary encoding and statistics only for the small columns: trying them on the float mel tensor
+        # cost more than half of the write time and gained nothing.
+        pq.write_table(cols.table(schema), path, compression=compression, use_dictionary=_DICT_COLUMNS,
+                       write_statistics=_STATS_COLUMNS)
         result.files.append(rel)
     result.add_time("write", time.perf_counter() - start)
     result.tracks = {split: len(ids) for split, ids in tracks.items()}
@@ -235,8 +243,11 @@ def merge_results(results: Sequence[BatchResult]) -> dict[str, Any]:
     tracks: dict[str, int] = {}
     seconds: dict[str, float] = {}
     errors: list[dict[str, str]] = []
+    nodes: dict[str, int] = {}  # node id -> batches it ran
     silent = padded = 0
     for r in results:
+        if r.node_id:
+            nodes[r.node_id] = nodes.get(r.node_id, 0) + 1
         for k, v in r.rows.items():
             rows[k] = rows.get(k, 0) + v
         for k, v in r.tracks.items():
@@ -247,4 +258,4 @@ def merge_results(results: Sequence[BatchResult]) -> dict[str, Any]:
         silent += r.silent_segments
         padded += r.padded_clips
     return {"rows": rows, "tracks": tracks, "seconds": seconds, "errors": errors,
-            "silent_segments": silent, "padded_clips": padded}
+            "silent_segments": silent, "padded_clips": padded, "nodes": nodes}
