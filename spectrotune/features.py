@@ -226,6 +226,21 @@ def log_mel_librosa(
     return out[0] if squeeze else out
 
 
+def warm_up(*, sr: float = SR) -> None:
+    """Compile (or load from numba's on-disk cache) every numba kernel the features use, in this process.
+
+    Call it once in a parent process before starting parallel workers: they then load the finished cache
+    instead of compiling and writing the same cache files at the same time, which corrupted librosa's
+    numba cache and crashed a later process with a segmentation fault.
+    """
+    n = int(round(3.0 * sr))
+    t = np.arange(n, dtype=np.float64) / sr
+    rng = np.random.default_rng(0)
+    # A tone with clicks and noise: every code path (tuning, HPSS, beat tracking) sees real content.
+    y = 0.3 * np.sin(2 * np.pi * 220.0 * t) * (np.sin(2 * np.pi * 2.0 * t) > 0) + 0.05 * rng.standard_normal(n)
+    handcrafted_features(y.astype(np.float32)[None, :], sr=sr)
+
+
 def handcrafted_features(segments: np.ndarray, *, sr: float = SR) -> np.ndarray:
     """The 57 features of Kaggle's GTZAN ``features_3_sec.csv`` per segment, in :data:`FEATURE_NAMES` order.
 

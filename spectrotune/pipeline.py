@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import spectrotune
-from spectrotune import audio
+from spectrotune import audio, features
 from spectrotune.config import SPLITS, Config, save_config
 from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
 from spectrotune.errors import OutputExistsError, SpectrotuneError
@@ -105,6 +105,8 @@ def prepare(
     log(f"found {len(listing.items)} {kind} files in {len(labels)} genres; {len(items)} assigned to splits "
         f"({', '.join(f'{s}: {sum(1 for t in set(splits) if splits[t] == s)} tracks' for s in SPLITS)})")
 
+    if kind == "audio" and config.features.handcrafted:
+        features.warm_up(sr=config.audio.sample_rate)
     background = None
     if kind == "audio" and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
         background = audio.decode(config.noise.background, sr=config.audio.sample_rate, min_seconds=0.1)
