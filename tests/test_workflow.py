@@ -15,7 +15,7 @@ from spectrotune.workflow import run_pipeline
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory, ray_session):
     base = tmp_path_factory.mktemp("flow")
-    generate_corpus(base / "corpus", genres=3, tracks=8, seconds=12.0, seed=2)
+    generate_corpus(base / "corpus", genres=3, tracks=8, seconds=12.0, seed=2, borrow=0.0)
     config = load_config("demo", overrides=[
         "train.epochs=2", "train.batch_size=16", "train.lr=0.003", "train.schedule=constant", "model.width=16",
         "model.depth=3", "audio.hop_seconds.train=1.0", "noise.enabled=false",
