@@ -76,6 +76,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from spectrotune.tune import cross_validate, tune
+
+    config = _config(args)
+    folds = getattr(args, "folds", None) or args.cv
+    if folds:
+        cross_validate(config, out=args.out, folds=folds, source=args.source, resume=args.resume,
+                       progress=not args.no_progress)
+    else:
+        if args.source:
+            raise SpectrotuneError("--source is for cross-validation (--cv K); a sweep's sources are tune.space.source")
+        tune(config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+def _add_tune_args(p: argparse.ArgumentParser) -> None:
+    _add_config_args(p)
+    p.add_argument("--out", default="spectrotune-tune",
+                   help="output folder: results table, plots, best bundles; the Tune experiment in OUT/sweeps unless "
+                        "tune.storage_path is set (default ./spectrotune-tune)")
+    p.add_argument("--resume", metavar="NAME", default=None,
+                   help="continue the interrupted sweep NAME (same --out / tune.storage_path); finished trials are "
+                        "not run again")
+    p.add_argument("--source", metavar="NAME", default=None, help="with cross-validation: only this source")
+    p.add_argument("--no-progress", action="store_true", help="hide Tune's status table")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spectrotune.config import EvaluateConfig
     from spectrotune.evaluate import evaluate, headline
@@ -207,6 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves, bundle/)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="hyperparameter sweep (Ray Tune, ASHA) over prepared datasets; --cv K: K-fold CV",
+                       description="Sweep tune.space over the prepared datasets in sources (e.g. --set "
+                                   "sources.gtzan=data/gtzan), each trial a Ray Train run; writes results.csv/.md, "
+                                   "plots and the best model per source as a bundle with its test evaluation. "
+                                   "With --cv K: K-fold cross-validation by track of the fixed config, CNN and "
+                                   "baselines.")
+    _add_tune_args(p)
+    p.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation instead of a sweep")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("cv", help="K-fold cross-validation by track (same as tune --cv K)",
+                       description="K folds by track, stratified by genre, over the train+valid tracks (test held "
+                                   "out); each fold a parallel trial; mean ± std and per-fold clip accuracy for the "
+                                   "CNN and the classical baselines in OUT/cv.json and cv.md.")
+    _add_tune_args(p)
+    p.add_argument("--folds", type=int, default=10, metavar="K", help="number of folds (default 10)")
+    p.set_defaults(func=cmd_tune, cv=None)
 
     p = sub.add_parser("evaluate", help="test-split report: accuracy, F1, confusion matrix, robustness, baselines",
                        description="Evaluate a bundle on the test split of a prepared dataset; writes report.json, "

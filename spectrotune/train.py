@@ -55,15 +55,21 @@ import torch
 import torch.nn.functional as F
 
 from spectrotune.config import Config, save_config
-from spectrotune.dataset import LABEL, MEL, TRACK_ID, VARIANT, read_manifest, shards_dir
+from spectrotune.dataset import CLEAN, LABEL, MEL, TRACK_ID, VARIANT, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
 
 __all__ = [
     "METRIC_KEYS",
+    "RowSelection",
+    "RunPlan",
     "TrainResult",
     "clip_accuracy",
+    "export_run",
     "lr_factor",
+    "make_trainer",
     "norm_stats",
+    "plan_run",
+    "run_history",
     "train",
     "train_fn_per_worker",
 ]
@@ -78,6 +84,7 @@ STATE = "state.pt"
 SPEC = "spec.json"
 STD_FLOOR = 1e-3
 MATERIALIZE_FRACTION = 0.3
+LOCAL_READ_BYTES = 256 * 2**20  # splits up to this size are read with pyarrow in the driver (see make_trainer)
 ONECYCLE_DIV = 25.0  # torch OneCycleLR defaults: start at lr / 25, end at lr / (25 * 1e4)
 ONECYCLE_FINAL_DIV = 1e4
 
@@ -463,50 +470,90 @@ def _split_dir(data: Path, split: str) -> Path:
     return shards_dir(data) / f"split={split}"
 
 
-def _variant_filter(variants: Sequence[str]) -> Any:
-    return pads.field(VARIANT).isin(list(variants)) if variants else None
+@dataclass(frozen=True)
+class RowSelection:
+    """Which shard rows feed one side (train or valid) of a run.
+
+    ``folders`` are split folders of the prepared dataset; ``tracks`` (``None`` = every track in them) and
+    ``variants`` (empty = every variant) filter their rows. A run on the dataset's own splits reads
+    ``split=train`` / ``split=valid`` unfiltered by track; a cross-validation fold reads every split folder and
+    keeps the fold's tracks.
+    """
+
+    folders: tuple[Path, ...]
+    tracks: tuple[str, ...] | None = None
+    variants: tuple[str, ...] = ()
+    name: str = "train"
+
+    def arrow_filter(self) -> Any:
+        """The pyarrow expression selecting the rows (``None`` = all rows)."""
+        parts = []
+        if self.tracks is not None:
+            parts.append(pads.field(TRACK_ID).isin(list(self.tracks)))
+        if self.variants:
+            parts.append(pads.field(VARIANT).isin(list(self.variants)))
+        if not parts:
+            return None
+        expr = parts[0]
+        for part in parts[1:]:
+            expr = expr & part
+        return expr
+
+    def arrow_dataset(self) -> pads.Dataset:
+        datasets = [pads.dataset(str(folder), format="parquet") for folder in self.folders]
+        return datasets[0] if len(datasets) == 1 else pads.dataset(datasets)
+
+    def arrow_table(self, columns: list[str]) -> Any:
+        """The selected rows' ``columns`` as one ``pyarrow.Table``, read in this process."""
+        return self.arrow_dataset().to_table(columns=columns, filter=self.arrow_filter())
+
+    def ray_dataset(self, columns: list[str]) -> Any:
+        """A Ray Dataset of ``columns`` of the selected rows (filters run in Ray Data, before the selection)."""
+        import ray
+        from ray.data.expressions import col
+
+        ds = ray.data.read_parquet([str(folder) for folder in self.folders])
+        filters = ([(TRACK_ID, list(self.tracks))] if self.tracks is not None else []) + (
+            [(VARIANT, list(self.variants))] if self.variants else [])
+        if filters:
+            ds = ds.select_columns(list(dict.fromkeys([*columns, *(key for key, _ in filters)])))
+            for key, values in filters:
+                ds = ds.filter(expr=col(key).is_in(values))
+        return ds.select_columns(columns)
 
 
-def _scan_train(data: Path, *, n_mels: int, variants: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Normalisation statistics and row count of the train rows used (streamed, one batch in memory)."""
-    folder = _split_dir(data, "train")
-    dataset = pads.dataset(str(folder), format="parquet")
+def _scan_rows(rows: RowSelection, *, n_mels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Normalisation statistics and row count of the selected rows (streamed, one batch in memory)."""
+    dataset = rows.arrow_dataset()
 
     def mels():
-        for batch in dataset.to_batches(columns=[MEL], filter=_variant_filter(variants), batch_size=256):
+        for batch in dataset.to_batches(columns=[MEL], filter=rows.arrow_filter(), batch_size=256):
             if batch.num_rows:
                 yield batch.column(MEL).to_numpy_ndarray()
 
     return norm_stats(mels(), n_mels=n_mels)
 
 
-def _count_rows(data: Path, split: str, *, variants: Sequence[str]) -> int:
-    dataset = pads.dataset(str(_split_dir(data, split)), format="parquet")
-    return int(dataset.count_rows(filter=_variant_filter(variants)))
+def _count_rows(rows: RowSelection) -> int:
+    return int(rows.arrow_dataset().count_rows(filter=rows.arrow_filter()))
 
 
-def _check_split(data: Path, split: str, *, variants: Sequence[str]) -> int:
-    folder = _split_dir(data, split)
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
-        raise DatasetError(f"{data}: the {split} split is empty (no shards in {folder})")
+def _check_rows(data: Path, rows: RowSelection) -> int:
+    """Row count of a selection; a missing, unreadable or empty selection is a DatasetError naming it."""
+    for folder in rows.folders:
+        if not folder.is_dir() or not any(folder.glob("*.parquet")):
+            raise DatasetError(f"{data}: the {rows.name} split is empty (no shards in {folder})")
     try:
-        rows = _count_rows(data, split, variants=variants)
+        n = _count_rows(rows)
     except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on damaged files
-        raise DatasetError(f"{folder}: cannot read the {split} shards: {e}") from e
-    if rows == 0:
-        which = f" for train.variants={list(variants)}" if variants else ""
-        raise DatasetError(f"{data}: the {split} split has no rows{which}")
-    return rows
-
-
-def _ray_split(data: Path, split: str, *, columns: list[str], variants: Sequence[str]) -> Any:
-    import ray
-    from ray.data.expressions import col
-
-    ds = ray.data.read_parquet(str(_split_dir(data, split)))
-    if variants:
-        ds = ds.select_columns([*columns, VARIANT]).filter(expr=col(VARIANT).is_in(list(variants)))
-    return ds.select_columns(columns)
+        raise DatasetError(f"{', '.join(map(str, rows.folders))}: cannot read the {rows.name} shards: {e}") from e
+    if n == 0:
+        if rows.tracks is not None:
+            raise DatasetError(f"{data}: no rows for the {len(rows.tracks)} {rows.name} track(s)"
+                               + (f" with variants {list(rows.variants)}" if rows.variants else ""))
+        which = f" for train.variants={list(rows.variants)}" if rows.variants else ""
+        raise DatasetError(f"{data}: the {rows.name} split has no rows{which}")
+    return n
 
 
 def _should_materialize(setting: bool | None, *, nbytes: int, object_store_bytes: float) -> bool:
@@ -602,7 +649,7 @@ def _check_resumable(run_dir: Path, spec: Mapping[str, Any], *, epochs: int, log
         log(f"resuming run {run_dir.name} after epoch {done} (of {epochs})")
 
 
-def _training_error(error: Exception, *, run_dir: Path) -> SpectrotuneError:
+def _training_error(error: Exception, *, run_dir: Path | str) -> SpectrotuneError:
     """One clear error for a failed fit: a worker's own SpectrotuneError as is, else the failure's last line."""
     failures = dict(getattr(error, "worker_failures", None) or {})
     for rank, failure in sorted(failures.items()):
@@ -615,6 +662,253 @@ def _training_error(error: Exception, *, run_dir: Path) -> SpectrotuneError:
     return SpectrotuneError(f"training run {run_dir} failed: {lines[-1] if lines else error!r}")
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a training run needs that the driver computes before any worker starts (see :func:`plan_run`).
+
+    Attributes
+    ----------
+    data : Path
+        The prepared dataset.
+    config : Config
+        The run's config.
+    manifest : dict
+        The dataset's manifest.
+    labels : tuple of str
+        Genre names; ``n_classes = len(labels)`` comes from the manifest, never from the config.
+    input_shape : (int, int)
+        ``(n_mels, n_frames)`` of one segment.
+    train_rows, valid_rows : RowSelection
+        The rows trained on and validated on.
+    n_train, n_valid : int
+        Their row counts (segments x variants).
+    norm_mean, norm_std : ndarray float32 [n_mels]
+        Per-mel-bin normalisation statistics of the train rows.
+    spec : dict
+        Model and data shape stored in every checkpoint (a resumed run must match it).
+    """
+
+    data: Path
+    config: Config
+    manifest: dict[str, Any]
+    labels: tuple[str, ...]
+    input_shape: tuple[int, int]
+    train_rows: RowSelection
+    valid_rows: RowSelection
+    n_train: int
+    n_valid: int
+    norm_mean: np.ndarray
+    norm_std: np.ndarray
+    spec: dict[str, Any]
+
+
+def plan_run(
+    data: str | Path,
+    *,
+    config: Config,
+    tracks: Mapping[str, Sequence[str]] | None = None,
+) -> RunPlan:
+    """Read the manifest, check the rows a run will use and compute their normalisation statistics.
+
+    Parameters
+    ----------
+    data : path
+        A prepared dataset.
+    config : Config
+        ``train.variants`` filters the rows; ``model`` gives the checkpoint spec.
+    tracks : mapping, optional
+        ``{"train": track ids, "valid": track ids}`` to train and validate on those tracks, wherever the dataset
+        put them (cross-validation folds). Train rows keep every variant allowed by ``train.variants``; valid
+        rows are the ``clean`` variant only, like the dataset's own valid split. ``None``: the dataset's
+        ``train`` and ``valid`` splits.
+
+    Raises
+    ------
+    DatasetError
+        Not a prepared dataset, or no rows to train or validate on.
+    ConfigError
+        ``train.variants`` names a variant the dataset does not have.
+    """
+    data = Path(data).absolute()
+    manifest = read_manifest(data)
+    tc = config.train
+    labels = tuple(manifest["labels"])
+    n_mels, n_frames = (int(s) for s in manifest["mel"]["shape"])
+    variants = tuple(tc.variants)
+    if variants:
+        known = set(manifest.get("variants", variants))
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            raise ConfigError(f"train.variants: {unknown} not in the dataset (it has {sorted(known)})")
+    if tracks is None:
+        train_rows = RowSelection((_split_dir(data, "train"),), None, variants, "train")
+        valid_rows = RowSelection((_split_dir(data, "valid"),), None, variants, "valid")
+    else:
+        missing = [k for k in ("train", "valid") if k not in tracks]
+        if missing:
+            raise ConfigError(f"tracks: needs keys 'train' and 'valid', missing {missing}")
+        overlap = sorted(set(tracks["train"]) & set(tracks["valid"]))
+        if overlap:
+            raise DatasetError(f"{len(overlap)} track(s) both in train and valid, e.g. {overlap[0]!r}")
+        folders = tuple(folder for folder in sorted(shards_dir(data).glob("split=*")) if folder.is_dir())
+        train_rows = RowSelection(folders, tuple(sorted(tracks["train"])), variants, "train")
+        valid_rows = RowSelection(folders, tuple(sorted(tracks["valid"])), (CLEAN,), "valid")
+    n_train = _check_rows(data, train_rows)
+    n_valid = _check_rows(data, valid_rows)
+    norm_mean, norm_std, _ = _scan_rows(train_rows, n_mels=n_mels)
+    spec = _model_spec(config, labels=labels, input_shape=(n_mels, n_frames))
+    return RunPlan(data=data, config=config, manifest=manifest, labels=labels, input_shape=(n_mels, n_frames),
+                   train_rows=train_rows, valid_rows=valid_rows, n_train=n_train, n_valid=n_valid,
+                   norm_mean=norm_mean, norm_std=norm_std, spec=spec)
+
+
+def make_trainer(
+    plan: RunPlan,
+    *,
+    run_name: str,
+    storage_path: str,
+    callbacks: Sequence[Any] = (),
+    progress: bool = False,
+    resources_per_worker: Mapping[str, float] | None = None,
+    use_gpu: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> Any:
+    """The ``TorchTrainer`` of one run (Ray must be initialised): workers run :func:`train_fn_per_worker`.
+
+    Parameters
+    ----------
+    plan : RunPlan
+    run_name, storage_path : str
+        Ray Train's ``RunConfig(name, storage_path)``; the same pair resumes the run. ``storage_path`` may be a
+        local folder or a URI.
+    callbacks : sequence
+        Ray Train ``UserCallback`` objects (e.g. Tune's ``TuneReportCallback`` when the run is a trial).
+    progress : bool
+        Ray Data progress bars and one line per epoch from rank 0.
+    resources_per_worker : mapping, optional
+        Overrides ``{"CPU": train.cpus_per_worker}`` (e.g. fractional GPUs per trial in a sweep).
+    use_gpu : bool, optional
+        Overrides ``train.use_gpu`` (``auto``: when the cluster has GPUs).
+    log : callable
+    """
+    import ray
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    config, tc = plan.config, plan.config.train
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    if use_gpu is None:
+        use_gpu = _resolve_use_gpu(tc.use_gpu, float(ray.cluster_resources().get("GPU", 0)))
+    n_mels, n_frames = plan.input_shape
+    rows_per_worker = plan.n_train // tc.num_workers  # streaming_split(equal=True) drops the remainder
+    loop_config = {
+        "config": config, "n_classes": len(plan.labels), "n_mels": n_mels, "norm_mean": plan.norm_mean,
+        "norm_std": plan.norm_std, "steps_per_epoch": max(1, math.ceil(rows_per_worker / tc.batch_size)),
+        "spec": plan.spec, "run_dir": f"{storage_path.rstrip('/')}/{run_name}", "progress": progress,
+    }
+    columns = {"train": [MEL, LABEL], "valid": [MEL, LABEL, TRACK_ID]}
+    rows = {"train": plan.train_rows, "valid": plan.valid_rows}
+    nbytes = (plan.n_train + plan.n_valid) * n_mels * n_frames * 4
+    if not _should_materialize(tc.materialize, nbytes=nbytes,
+                               object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0))):
+        datasets = {name: rows[name].ray_dataset(columns[name]) for name in rows}
+    elif nbytes <= LOCAL_READ_BYTES:
+        # Tiny splits (tests, the demo, cross-validation folds): read them here with pyarrow and hand Ray Data one
+        # in-memory block each; a Ray Data read costs seconds of task start-up per split on a small machine.
+        datasets = {name: ray.data.from_arrow(rows[name].arrow_table(columns[name])) for name in rows}
+        log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
+    else:
+        # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
+        # with its own tasks, seconds of overhead per epoch on a small machine).
+        datasets = {name: rows[name].ray_dataset(columns[name]).materialize() for name in rows}
+        log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker=dict(resources_per_worker or {"CPU": tc.cpus_per_worker})),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=tc.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute=SCORE,
+                                               checkpoint_score_order="max"),
+            callbacks=list(callbacks),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+
+
+def run_history(result: Any) -> list[dict[str, Any]]:
+    """Metrics of every epoch of a finished run (from its latest checkpoint's state), in order."""
+    if result.checkpoint is None:
+        raise SpectrotuneError(f"training run {result.path} produced no checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        _, latest_state, _ = _read_checkpoint(Path(directory))
+    return [dict(h) for h in latest_state["history"]]
+
+
+def export_run(
+    plan: RunPlan,
+    result: Any,
+    out: str | Path,
+    *,
+    run_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    t_start: float | None = None,
+) -> TrainResult:
+    """Turn a run's best checkpoint into ``out/bundle`` plus ``config.yaml``, ``history.json``, ``curves.png``.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        The plan the run was made with (labels, shapes and normalisation go into the bundle).
+    result : ray.train.Result
+        From ``TorchTrainer.fit()`` or ``ray.train.Result.from_path(run folder)``.
+    out : path
+        Output folder (created).
+    run_dir : Path, optional
+        Reported in :class:`TrainResult`; default ``result.path``.
+    """
+    from spectrotune.bundle import save_bundle
+    from spectrotune.models import build_model, model_params
+
+    t_start = time.perf_counter() if t_start is None else t_start
+    out = Path(out).absolute()
+    config = plan.config
+    history = run_history(result)
+    best_checkpoint, best_metrics = _pick_best(result)
+    with best_checkpoint.as_directory() as directory:
+        weights, _, _ = _read_checkpoint(Path(directory))
+    best_epoch = int(best_metrics["epoch"])
+    best = next((h for h in history if int(h["epoch"]) == best_epoch), dict(best_metrics))
+
+    name = config.model.name
+    params = model_params(name, config.model.params())
+    labels = list(plan.labels)
+    n_mels, n_frames = plan.input_shape
+    model = build_model(name, n_classes=len(labels), n_mels=n_mels, params=params, norm_mean=plan.norm_mean,
+                        norm_std=plan.norm_std)
+    model.load_state_dict(weights)
+    model.eval()
+    prep = plan.manifest.get("config", {})
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = save_bundle(
+        out / "bundle", model=model, model_name=name, model_params=params, labels=labels,
+        input_shape=(n_mels, n_frames), source_kind=plan.manifest.get("source", {}).get("kind", "audio"),
+        audio=_audio_params(prep), features=dict(prep.get("features", {})), norm_mean=plan.norm_mean,
+        norm_std=plan.norm_std, metrics={"best_epoch": best_epoch, "best": best, "history": history},
+        config=config.to_dict(), config_hash=config.hash(),
+    )  # fmt: skip
+    save_config(config, out)
+    _atomic_write(out / "history.json", json.dumps(history, indent=2))
+    plot_curves(history, out / "curves.png")
+    log(f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
+        f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
+    return TrainResult(bundle=bundle, run_dir=Path(run_dir) if run_dir is not None else Path(str(result.path)),
+                       metrics=dict(best), history=history)
+
+
 def train(
     data: str | Path,
     out: str | Path,
@@ -624,6 +918,10 @@ def train(
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train ``config.model`` on the prepared dataset ``data`` with Ray Train; write the bundle to ``out``.
+
+    The steps are public so that a sweep trial (:mod:`spectrotune.tune`) runs exactly the same code:
+    :func:`plan_run` (manifest, row checks, normalisation), :func:`make_trainer` (datasets and the
+    ``TorchTrainer``), ``fit()``, :func:`export_run` (best checkpoint -> bundle).
 
     Parameters
     ----------
@@ -651,106 +949,29 @@ def train(
     SpectrotuneError
         Training failed (more worker failures than ``train.max_failures``, or an error in the loop).
     """
-    import ray
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from spectrotune.bundle import save_bundle
-    from spectrotune.models import build_model, model_params
     from spectrotune.pipeline import init_ray
 
     t_start = time.perf_counter()
-    data, out = Path(data).absolute(), Path(out).absolute()
-    manifest = read_manifest(data)
+    out = Path(out).absolute()
+    plan = plan_run(data, config=config)
     tc = config.train
-    labels = list(manifest["labels"])
-    n_mels, n_frames = (int(s) for s in manifest["mel"]["shape"])
-    source_kind = manifest.get("source", {}).get("kind", "audio")
-    variants = tuple(tc.variants)
-    if variants:
-        known = set(manifest.get("variants", variants))
-        unknown = [v for v in variants if v not in known]
-        if unknown:
-            raise ConfigError(f"train.variants: {unknown} not in the dataset (it has {sorted(known)})")
-    n_train = _check_split(data, "train", variants=variants)
-    n_valid = _check_split(data, "valid", variants=variants)
-    norm_mean, norm_std, _ = _scan_train(data, n_mels=n_mels, variants=variants)
-    log(f"training {config.model.name} on {n_train} train rows ({len(labels)} genres, input {n_mels}x{n_frames}); "
-        f"normalisation over the train split")
+    n_mels, n_frames = plan.input_shape
+    log(f"training {config.model.name} on {plan.n_train} train rows ({len(plan.labels)} genres, input "
+        f"{n_mels}x{n_frames}); normalisation over the train split")
 
     init_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = progress
-    use_gpu = _resolve_use_gpu(tc.use_gpu, float(ray.cluster_resources().get("GPU", 0)))
     storage = Path(tc.storage_path).absolute() if tc.storage_path else out / "runs"
     run_name = _run_name(config)
     run_dir = storage / run_name
-    spec = _model_spec(config, labels=labels, input_shape=(n_mels, n_frames))
-    _check_resumable(run_dir, spec, epochs=tc.epochs, log=log)
+    _check_resumable(run_dir, plan.spec, epochs=tc.epochs, log=log)
 
     out.mkdir(parents=True, exist_ok=True)
     storage.mkdir(parents=True, exist_ok=True)
-    rows_per_worker = n_train // tc.num_workers  # streaming_split(equal=True) drops the remainder
-    loop_config = {
-        "config": config, "n_classes": len(labels), "n_mels": n_mels, "norm_mean": norm_mean, "norm_std": norm_std,
-        "steps_per_epoch": max(1, math.ceil(rows_per_worker / tc.batch_size)), "spec": spec,
-        "run_dir": str(run_dir), "progress": progress,
-    }
-    datasets = {"train": _ray_split(data, "train", columns=[MEL, LABEL], variants=variants),
-                "valid": _ray_split(data, "valid", columns=[MEL, LABEL, TRACK_ID], variants=variants)}
-    nbytes = (n_train + n_valid) * n_mels * n_frames * 4
-    if _should_materialize(tc.materialize, nbytes=nbytes,
-                           object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0))):
-        # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
-        # with its own tasks, seconds of overhead per epoch on a small machine).
-        datasets = {name: ds.materialize() for name, ds in datasets.items()}
-        log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
-    trainer = TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": tc.cpus_per_worker}),
-        run_config=RunConfig(
-            name=run_name, storage_path=str(storage),
-            failure_config=FailureConfig(max_failures=tc.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute=SCORE,
-                                               checkpoint_score_order="max"),
-        ),
-        datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-    )
+    trainer = make_trainer(plan, run_name=run_name, storage_path=str(storage), progress=progress, log=log)
     try:
         result = trainer.fit()
     except Exception as e:  # TrainingFailedError: worker failures beyond max_failures, or a controller error
         raise _training_error(e, run_dir=run_dir) from e
-
     if result.checkpoint is None:
         raise SpectrotuneError(f"training run {run_name} produced no checkpoint")
-    with result.checkpoint.as_directory() as directory:
-        _, latest_state, _ = _read_checkpoint(Path(directory))
-    history = [dict(h) for h in latest_state["history"]]
-    best_checkpoint, best_metrics = _pick_best(result)
-    with best_checkpoint.as_directory() as directory:
-        weights, _, _ = _read_checkpoint(Path(directory))
-    best_epoch = int(best_metrics["epoch"])
-    best = next((h for h in history if int(h["epoch"]) == best_epoch), dict(best_metrics))
-
-    name = config.model.name
-    params = model_params(name, config.model.params())
-    model = build_model(name, n_classes=len(labels), n_mels=n_mels, params=params, norm_mean=norm_mean,
-                        norm_std=norm_std)
-    model.load_state_dict(weights)
-    model.eval()
-    prep = manifest.get("config", {})
-    bundle = save_bundle(
-        out / "bundle", model=model, model_name=name, model_params=params, labels=labels,
-        input_shape=(n_mels, n_frames), source_kind=source_kind, audio=_audio_params(prep),
-        features=dict(prep.get("features", {})), norm_mean=norm_mean, norm_std=norm_std,
-        metrics={"best_epoch": best_epoch, "best": best, "history": history},
-        config=config.to_dict(), config_hash=config.hash(),
-    )  # fmt: skip
-    save_config(config, out)
-    _atomic_write(out / "history.json", json.dumps(history, indent=2))
-    plot_curves(history, out / "curves.png")
-    log(f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
-        f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
-    return TrainResult(bundle=bundle, run_dir=run_dir, metrics=dict(best), history=history)
+    return export_run(plan, result, out, run_dir=run_dir, log=log, t_start=t_start)
