@@ -28,7 +28,7 @@ import yaml
 from spectrotune.errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
-SHIPPED_CONFIGS = ("gtzan", "spotify", "demo")
+SHIPPED_CONFIGS = ("gtzan", "spotify", "demo", "sweep")
 
 
 def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:

@@ -9,7 +9,7 @@ from spectrotune.config import Config, build, load_config, parse_override, save_
 from spectrotune.errors import ConfigError
 
 
-@pytest.mark.parametrize("name", ["gtzan", "spotify", "demo"])
+@pytest.mark.parametrize("name", ["gtzan", "spotify", "demo", "sweep"])
 def test_shipped_configs_load(name):
     config = load_config(name)
     assert isinstance(config, Config)
