@@ -15,7 +15,6 @@ new audio exactly as its training data was prepared. No ``ray``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import spectrotune
 from spectrotune.errors import BundleError
+from spectrotune.fsutil import replace_dir
 
 FORMAT = "spectrotune-bundle/1"
 WEIGHTS = "model.safetensors"
@@ -123,13 +123,7 @@ def save_bundle(
         import yaml
 
         (tmp / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

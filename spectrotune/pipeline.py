@@ -33,6 +33,7 @@ from spectrotune import audio, features
 from spectrotune.config import SPLITS, Config, save_config
 from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
 from spectrotune.errors import OutputExistsError, SpectrotuneError
+from spectrotune.fsutil import replace_dir
 from spectrotune.sources import SourceItem, list_source
 from spectrotune.splits import assign_splits
 from spectrotune.transform import BatchResult, mel_shape, merge_results, process_batch
@@ -128,7 +129,7 @@ def prepare(
                                       "total_seconds": time.perf_counter() - t_start})
         save_config(config, tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        _replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -136,17 +137,6 @@ def prepare(
     if config.prepare.strict and result.n_failed:
         raise SpectrotuneError(f"--strict: {result.n_failed} input(s) failed; see {out / ERRORS}")
     return result
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` onto ``out``; an old ``out`` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _batches(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
