@@ -26,6 +26,16 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. --set noise.enabled=false (repeatable)")
 
 
+def _add_prepare_args(p: argparse.ArgumentParser, *, out_help: str) -> None:
+    """Options of every command that prepares a corpus (prepare, pipeline)."""
+    _add_config_args(p)
+    p.add_argument("--source", required=True, help="corpus folder (GTZAN/audio <genre>/ folders or Spotify images)")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any input failed to prepare")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _config(args: argparse.Namespace, **base):
     from spectrotune.config import load_config
 
@@ -207,12 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="Ray Data pipeline: corpus folder -> Parquet dataset",
                        description="Decode, segment, add noise, compute log-mel and features on Ray Data; write "
                                    "Parquet shards partitioned by split with manifest.json and errors.parquet.")
-    _add_config_args(p)
-    p.add_argument("--source", required=True, help="corpus folder (GTZAN/audio <genre>/ folders or Spotify images)")
-    p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--strict", action="store_true", help="exit non-zero if any input failed")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_prepare_args(p, out_help="output dataset folder")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("inspect", help="summarise a prepared dataset, render examples, export noisy audio",
@@ -295,12 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="prepare -> train -> evaluate in one go",
                        description="Prepare SOURCE into OUT/dataset, train into OUT/run (bundle in OUT/run/bundle), "
                                    "evaluate into OUT/run/report, with one config.")
-    _add_config_args(p)
-    p.add_argument("--source", required=True, help="corpus folder")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
-    p.add_argument("--strict", action="store_true", help="fail if any input failed to prepare")
-    p.add_argument("--no-progress", action="store_true")
+    _add_prepare_args(p, out_help="output folder (dataset/, run/, run/report/)")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("demo", help="the whole flow on the synthetic corpus, offline",
