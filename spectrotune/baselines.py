@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spectrotune import storage
 from spectrotune.errors import ConfigError, DatasetError, InputError
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    root = Path(data_dir)
+    root = storage.norm(data_dir)
     labels = _manifest_labels(root)
     from spectrotune.dataset import open_dataset
 
@@ -279,13 +280,13 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return tracks
 
 
-def _manifest_labels(root: Path) -> list[str]:
+def _manifest_labels(root: Path | str) -> list[str]:
     """The ``labels`` list of ``root/manifest.json``."""
-    if not root.is_dir():
+    if not storage.is_dir(root):
         raise DatasetError(f"dataset directory {root} does not exist")
-    manifest_path = root / "manifest.json"
+    manifest_path = storage.join(root, "manifest.json")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json.loads(storage.read_text(manifest_path))
     except FileNotFoundError as e:
         raise DatasetError(f"{manifest_path} is missing: {root} is not a finished prepared dataset") from e
     except (OSError, ValueError) as e:

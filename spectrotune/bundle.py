@@ -29,7 +29,8 @@ from safetensors.torch import load_file, save_file
 
 import spectrotune
 from spectrotune.errors import BundleError
-from spectrotune.fsutil import replace_dir
+from spectrotune import storage
+from spectrotune.storage import replace_dir
 
 FORMAT = "spectrotune-bundle/1"
 WEIGHTS = "model.safetensors"
@@ -42,7 +43,7 @@ class Bundle:
 
     model: torch.nn.Module
     meta: dict[str, Any]
-    path: Path
+    path: Path | str
 
     @property
     def labels(self) -> list[str]:
@@ -132,12 +133,13 @@ def save_bundle(
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """``bundle.json`` of a bundle, with a clear error if it is not one."""
-    path = Path(directory) / META
-    if not path.is_file():
-        raise BundleError(f"{directory}: not a model bundle (no {META}; bundles are written by spectrotune train)")
+    path = storage.join(directory, META)
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        meta = json.loads(storage.read_text(path))
+    except FileNotFoundError:
+        raise BundleError(f"{directory}: not a model bundle (no {META}; bundles are written by spectrotune train)"
+                          ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path}: unreadable bundle metadata: {e}") from e
     if meta.get("format") != FORMAT:
         raise BundleError(f"{path}: unsupported bundle format {meta.get('format')!r} (expected {FORMAT})")
@@ -145,9 +147,18 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
 
 
 def load_bundle(directory: str | Path, *, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle: rebuild the model from its stored hyperparameters and load the weights (no code runs)."""
+    """Load a bundle: rebuild the model from its stored hyperparameters and load the weights (no code runs).
+
+    ``directory`` may be a URI: the bundle is downloaded to a temporary folder and loaded from there.
+    """
     from spectrotune.models import build_model
 
+    if storage.is_uri(directory):
+        read_meta(directory)  # a clear error before downloading anything
+        with storage.local_input(directory) as local:
+            bundle = load_bundle(local, device=device)
+        bundle.path = storage.norm(directory)
+        return bundle
     directory = Path(directory)
     meta = read_meta(directory)
     weights = directory / WEIGHTS

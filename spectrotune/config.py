@@ -528,7 +528,8 @@ def _coerce(tp: Any, value: Any, *, key: str, origin: _Origin, meta: Mapping[str
 
 
 def save_config(config: Config, directory: str | Path) -> None:
-    """Write ``config.yaml`` (resolved) into ``directory``."""
-    path = Path(directory) / "config.yaml"
+    """Write ``config.yaml`` (resolved) into ``directory`` (a local folder or a URI)."""
+    from spectrotune import storage
+
     header = f"# spectrotune resolved config, hash {config.hash()}\n"
-    path.write_text(header + config.to_yaml(), encoding="utf-8")
+    storage.write_text(storage.join(directory, "config.yaml"), header + config.to_yaml())

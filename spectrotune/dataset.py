@@ -12,7 +12,7 @@ Layout written by ``spectrotune prepare``::
 
 The shards sit in their own ``data/`` folder so that plain ``pyarrow.parquet.read_table("OUT/data")`` and
 ``pandas.read_parquet("OUT/data")`` read them directly (pyarrow would try to parse ``manifest.json`` as Parquet if
-it sat among them).
+it sat among them). ``OUT`` may be a local folder or a URI (``s3://bucket/gtzan``, see :mod:`spectrotune.storage`).
 
 One row per segment and variant. ``mel`` is an Arrow canonical ``fixed_shape_tensor`` (float32
 [n_mels, n_frames], row 0 = lowest mel band), ``features`` a fixed-size list of the 57 Kaggle feature values (null
@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from spectrotune import storage
 from spectrotune.errors import DatasetError
 
 TRACK_ID = "track_id"
@@ -82,30 +83,36 @@ def segment_schema(*, n_mels: int, n_frames: int, n_features: int = N_FEATURES) 
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """Load ``manifest.json`` of a prepared dataset, with a clear error when it is not one."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise DatasetError(f"{directory}: not a prepared spectrotune dataset (no {MANIFEST}; run spectrotune prepare)")
+    """Load ``manifest.json`` of a prepared dataset (a local folder or a URI), with a clear error when it is not one."""
+    path = storage.join(directory, MANIFEST)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        text = storage.read_text(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{directory}: not a prepared spectrotune dataset (no {MANIFEST}; run spectrotune prepare)"
+                           ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: unreadable manifest: {e}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: unreadable manifest: {e}") from e
 
 
-def shards_dir(directory: str | Path) -> Path:
-    """The folder holding the Hive-partitioned shards of a prepared dataset."""
-    return Path(directory) / SHARDS
+def shards_dir(directory: str | Path) -> str | Path:
+    """The folder holding the Hive-partitioned shards of a prepared dataset (a ``Path``, or a string for URIs)."""
+    return storage.join(directory, SHARDS)
 
 
 def open_dataset(directory: str | Path) -> pads.Dataset:
     """The shards as a ``pyarrow.dataset`` with the Hive ``split`` column (checks the manifest first)."""
     read_manifest(directory)
     root = shards_dir(directory)
-    if not root.is_dir():
+    if not storage.is_dir(root):
         raise DatasetError(f"{directory}: no shards folder {SHARDS}/ (an incomplete or foreign dataset)")
     partitioning = pads.partitioning(pa.schema([(SPLIT, pa.string())]), flavor="hive")
+    fs, inner = storage.filesystem(root)
     try:
-        return pads.dataset(str(root), format="parquet", partitioning=partitioning)
+        return pads.dataset(inner, filesystem=fs, format="parquet", partitioning=partitioning)
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"{root}: cannot open the Parquet shards: {e}") from e
 
@@ -140,5 +147,8 @@ def read_errors(directory: str | Path) -> pa.Table:
     """The errors table (empty if the run had no failures)."""
     import pyarrow.parquet as pq
 
-    path = Path(directory) / ERRORS
-    return pq.read_table(path) if path.is_file() else ERRORS_SCHEMA.empty_table()
+    path = storage.join(directory, ERRORS)
+    if not storage.is_file(path):
+        return ERRORS_SCHEMA.empty_table()
+    fs, inner = storage.filesystem(path)
+    return pq.read_table(inner, filesystem=fs)

@@ -36,6 +36,7 @@ import numpy as np
 
 from spectrotune import audio, features, noise
 from spectrotune import dataset as D
+from spectrotune import storage
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.config import EvaluateConfig
 from spectrotune.errors import DatasetError, InputError, SpectrotuneError
@@ -122,6 +123,8 @@ def evaluate(
         Prepared dataset (``spectrotune prepare``) with the same labels as the bundle.
     out : path, optional
         Report folder; default ``<bundle_dir>/../report``. Created if missing; report files in it are replaced.
+        Any of the three paths may be a URI (``s3://...``); a report for a URI is uploaded with ``report.json``
+        last.
     config : EvaluateConfig, optional
         Noise kinds and SNRs of the robustness table, and whether to run the baselines.
     log : callable
@@ -147,11 +150,11 @@ def evaluate(
 
     t0 = time.perf_counter()
     config = config or EvaluateConfig()
-    bundle_dir, data_dir = Path(bundle_dir).absolute(), Path(data_dir).absolute()
+    bundle_dir, data_dir = storage.norm(bundle_dir), storage.norm(data_dir)
     bundle = load_bundle(bundle_dir)
     manifest = D.read_manifest(data_dir)
     _check_compatible(bundle, manifest, bundle_dir=bundle_dir, data_dir=data_dir, log=log)
-    out = Path(out) if out is not None else bundle_dir.parent / "report"
+    out = storage.norm(out) if out is not None else storage.join(storage.parent(bundle_dir), "report")
     labels = bundle.labels
     n = len(labels)
 
@@ -178,6 +181,21 @@ def evaluate(
                              test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
     baselines = _baselines(data_dir, manifest, enabled=config.baselines, log=log)
 
+    with storage.local_output(out, last=[REPORT_JSON]) as local:
+        report = _write_report(local, bundle=bundle, bundle_dir=bundle_dir, data_dir=data_dir, manifest=manifest,
+                               scores=scores, per_class=per_class, cm=cm, robustness=robustness,
+                               baselines=baselines, macro_f1=float(f1_score(truth, pred, average="macro",
+                                                                             zero_division=0)), t0=t0)
+    log(f"wrote {storage.join(out, REPORT_JSON)} and {storage.join(out, REPORT_MD)}")
+    return report
+
+
+def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir: Path | str,
+                  manifest: Mapping[str, Any], scores: Mapping[str, Any], per_class: Mapping[str, Any], cm: Any,
+                  robustness: dict[str, Any], baselines: dict[str, Any], macro_f1: float,
+                  t0: float) -> dict[str, Any]:
+    """Plots, ``report.json`` and ``report.md`` into the local folder ``out``; returns the report."""
+    labels = bundle.labels
     out.mkdir(parents=True, exist_ok=True)
     files = {"confusion_matrix": CONFUSION_PNG}
     _save_figure(plot_confusion(cm, labels), out / CONFUSION_PNG)
@@ -193,7 +211,7 @@ def evaluate(
     report = {
         "segment_accuracy": scores["segment_accuracy"],
         "clip_accuracy": scores["clip_accuracy"],
-        "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "macro_f1": macro_f1,
         "per_class": per_class,
         "confusion_matrix": cm.astype(int).tolist(),
         "labels": labels,
@@ -212,7 +230,6 @@ def evaluate(
     }
     _write_text(out / REPORT_JSON, json.dumps(_jsonable(report), indent=2))
     _write_text(out / REPORT_MD, report_markdown(report))
-    log(f"wrote {out / REPORT_JSON} and {out / REPORT_MD}")
     return report
 
 

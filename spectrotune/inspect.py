@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spectrotune import dataset as D
+from spectrotune import storage
 from spectrotune.config import Config, build
 from spectrotune.errors import DatasetError
 
@@ -55,7 +56,7 @@ def render_examples(data: str | Path, path: str | Path, *, n: int = 4, seed: int
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    data = Path(data)
+    data = storage.norm(data)
     manifest = D.read_manifest(data)
     picks, noisy = _examples(data, manifest, n=n, seed=seed)
     if not picks:
@@ -90,11 +91,11 @@ def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int =
     from spectrotune import audio, noise
     from spectrotune.sources import list_source
 
-    data, out = Path(data), Path(out)
+    data, out = storage.norm(data), Path(out)
     manifest = D.read_manifest(data)
     if manifest["source"]["kind"] != "audio":
         raise DatasetError(f"{data}: --export-audio needs an audio source; this dataset was made from images")
-    config: Config = build(Config, manifest["config"], origin=str(data / D.MANIFEST))
+    config: Config = build(Config, manifest["config"], origin=str(storage.join(data, D.MANIFEST)))
     picks, noisy = _examples(data, manifest, n=n, seed=seed)
     if not noisy:
         raise DatasetError(f"{data}: no noisy variants in the train split (noise was off)")
@@ -127,10 +128,15 @@ def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int =
 
 
 def inspect_dataset(data: str | Path, *, out: str | Path | None = None, export_audio: int = 0, seed: int = 0) -> str:
-    """Summary text; also writes ``examples.png`` (and WAVs when asked) under ``out`` (default DATA/_inspect)."""
-    data = Path(data)
+    """Summary text; also writes ``examples.png`` (and WAVs when asked) under ``out`` (default DATA/_inspect).
+
+    ``data`` may be a URI; ``out`` is a local folder (default ``./_inspect`` for a URI dataset).
+    """
+    data = storage.norm(data)
     manifest = D.read_manifest(data)
-    out = Path(out) if out is not None else data / "_inspect"
+    if out is None:
+        out = Path("_inspect").absolute() if storage.is_uri(data) else Path(data) / "_inspect"
+    out = Path(out)
     text = manifest_summary(manifest)
     png = render_examples(data, out / "examples.png", seed=seed)
     text += f"\nexamples: {png}"

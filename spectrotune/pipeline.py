@@ -6,7 +6,9 @@ its own shard per split straight to Parquet (:func:`spectrotune.transform.proces
 and error records. Arrays never travel through the object store, so memory stays flat as the corpus grows.
 
 Output appears atomically: everything is written into a hidden sibling folder and renamed onto ``out`` only when
-all tasks finished and the manifest is written. An existing ``out`` is refused unless ``overwrite``.
+all tasks finished and the manifest is written. An existing ``out`` is refused unless ``overwrite``. ``out`` may be
+a URI (``s3://bucket/gtzan``): the tasks then write their shards straight to the object store, under a hidden
+staging prefix that is copied into place at the end with ``manifest.json`` last (:mod:`spectrotune.storage`).
 Runs on a local Ray by default, or on the cluster named by ``RAY_ADDRESS``.
 """
 
@@ -15,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,11 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import spectrotune
-from spectrotune import audio, features
+from spectrotune import audio, features, storage
 from spectrotune.config import SPLITS, Config, save_config
 from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
-from spectrotune.errors import OutputExistsError, SpectrotuneError
-from spectrotune.fsutil import replace_dir
+from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
 from spectrotune.sources import SourceItem, list_source
 from spectrotune.splits import assign_splits
 from spectrotune.transform import BatchResult, mel_shape, merge_results, process_batch
@@ -43,7 +42,7 @@ from spectrotune.transform import BatchResult, mel_shape, merge_results, process
 class PrepareResult:
     """Where the dataset is and what happened."""
 
-    out: Path
+    out: Path | str
     manifest: dict[str, Any]
 
     @property
@@ -56,7 +55,8 @@ class PrepareResult:
         line = (f"prepared {m['counts']['tracks']} tracks -> {rows} rows in {m['timings']['total_seconds']:.1f} s "
                 f"({', '.join(f'{s}: {n}' for s, n in m['counts']['rows_per_split'].items())}) at {self.out}")
         if self.n_failed:
-            line += f"\n{self.n_failed} input(s) failed; see {self.out / ERRORS} (first: {m['errors']['examples'][0]})"
+            line += (f"\n{self.n_failed} input(s) failed; see {storage.join(self.out, ERRORS)} "
+                     f"(first: {m['errors']['examples'][0]})")
         return line
 
 
@@ -92,9 +92,13 @@ def prepare(
         ``config.prepare.strict`` is set and any input failed (the dataset is still written).
     """
     t_start = time.perf_counter()
-    out = Path(out).absolute()
-    if out.exists() and not overwrite:
+    out = storage.norm(out)
+    if storage.exists(out) and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    if storage.is_uri(source):
+        raise ConfigError(f"--source {source}: the corpus must be a folder every node can read (a local disk, or "
+                          "a shared or mounted file system); copy it there first (e.g. aws s3 sync). Outputs "
+                          "(--out) may be URIs.")
     source = Path(source)
     kind = config.source.kind
     listing = list_source(source, kind=kind, group_by_song=config.split.kind != "folders")
@@ -112,9 +116,8 @@ def prepare(
     if kind == "audio" and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
         background = audio.decode(config.noise.background, sr=config.audio.sample_rate, min_seconds=0.1)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = storage.staging_sibling(out)
+    storage.makedirs(tmp)
     try:
         results = _run_tasks(items, splits=splits, labels=labels, config=config, kind=kind, tmp=tmp,
                              background=background, progress=progress)
@@ -122,20 +125,22 @@ def prepare(
         merged = merge_results(results)
         errors = [{"path": p, "track_id": "", "genre": "", "stage": "list", "reason": r}
                   for p, r in listing.problems] + merged["errors"]
-        pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / ERRORS)
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), sink)
+        storage.write_bytes(storage.join(tmp, ERRORS), sink.getvalue().to_pybytes())
         manifest = _manifest(config=config, kind=kind, source=source, labels=list(labels), merged=merged,
                              errors=errors, split_info=split_info, n_tracks=len({i.track_id for i in items}),
                              timings={"list_seconds": t_listed - t_start, "process_seconds": t_done - t_listed,
                                       "total_seconds": time.perf_counter() - t_start})
         save_config(config, tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        replace_dir(tmp, out)
+        storage.write_text(storage.join(tmp, MANIFEST), json.dumps(manifest, indent=2))
+        storage.replace_dir(tmp, out, last=[MANIFEST])
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        storage.delete(tmp)
         raise
     result = PrepareResult(out=out, manifest=manifest)
     if config.prepare.strict and result.n_failed:
-        raise SpectrotuneError(f"--strict: {result.n_failed} input(s) failed; see {out / ERRORS}")
+        raise SpectrotuneError(f"--strict: {result.n_failed} input(s) failed; see {storage.join(out, ERRORS)}")
     return result
 
 
@@ -156,7 +161,7 @@ def _batches(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
     return batches
 
 
-def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path, background, progress: bool):
+def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path | str, background, progress: bool):
     import ray
 
     init_ray()

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import json
 import math
+import io
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from spectrotune import audio, features
+from spectrotune import storage
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.errors import ConfigError, InputError
 
@@ -237,7 +238,7 @@ class Predictor:
 
 
 def _predict_with_ray(
-    bundle_dir: Path, paths: Sequence[str], *, top_k: int, timeline: bool, batch_files: int | None = None
+    bundle_dir: Path | str, paths: Sequence[str], *, top_k: int, timeline: bool, batch_files: int | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     import ray
 
@@ -394,7 +395,7 @@ def predict(
     log(f"predicting {len(files)} file(s) with {bundle.path} ({len(bundle.labels)} genres)"
         + (" on Ray Data" if use_ray else ""))
     if use_ray:
-        rows, segments = _predict_with_ray(Path(bundle_dir).absolute(), files, top_k=k, timeline=timeline)
+        rows, segments = _predict_with_ray(storage.norm(bundle_dir), files, top_k=k, timeline=timeline)
     else:
         rows, segments = predict_files(bundle, files, top_k=k, timeline=timeline)
     result = PredictResult(rows=rows, timeline=segments, labels=bundle.labels, top_k=k, used_ray=bool(use_ray))
@@ -407,23 +408,25 @@ def predict(
     return result
 
 
-def timeline_path(output: str | Path) -> Path:
-    """Where the timeline of ``output`` goes: ``preds.csv`` -> ``preds.timeline.csv``."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}.timeline{output.suffix}")
+def timeline_path(output: str | Path) -> Path | str:
+    """Where the timeline of ``output`` goes: ``preds.csv`` -> ``preds.timeline.csv`` (a URI stays a string)."""
+    root, suffix = os.path.splitext(os.fspath(output))
+    return f"{root}.timeline{suffix}" if storage.is_uri(output) else Path(f"{root}.timeline{suffix}")
 
 
-def _check_output(output: str | Path | None) -> Path | None:
+def _check_output(output: str | Path | None) -> Path | str | None:
     if output is None:
         return None
-    path = Path(output)
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ConfigError(f"output {path}: unknown format {path.suffix!r} (use {' or '.join(OUTPUT_SUFFIXES)})")
+    path = storage.norm(output)
+    suffix = os.path.splitext(os.fspath(path))[1]
+    if suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"output {path}: unknown format {suffix!r} (use {' or '.join(OUTPUT_SUFFIXES)})")
     return path
 
 
-def _write_table(rows: list[dict[str, Any]], path: Path, *, top_k: int, timeline: bool = False) -> Path:
-    """Write rows with pandas (CSV or Parquet by suffix), aside then renamed into place."""
+def _write_table(rows: list[dict[str, Any]], path: Path | str, *, top_k: int,
+                 timeline: bool = False) -> Path | str:
+    """Write rows with pandas (CSV or Parquet by suffix) to a local file (aside, then renamed) or a URI."""
     import pandas as pd
 
     if timeline:
@@ -437,16 +440,12 @@ def _write_table(rows: list[dict[str, Any]], path: Path, *, top_k: int, timeline
         for i in range(1, top_k + 1):
             frame[f"p{i}"] = frame[f"p{i}"].astype("float64")
             frame[f"top{i}"] = frame[f"top{i}"].astype("string")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        if path.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    if os.fspath(path).lower().endswith(".csv"):
+        frame.to_csv(buffer, index=False)
+    else:
+        frame.to_parquet(buffer, index=False)
+    storage.write_bytes(path, buffer.getvalue())
     return path
 
 

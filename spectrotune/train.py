@@ -34,7 +34,8 @@ to refuse resuming a run with a different model). Only rank 0 writes checkpoints
 
 Randomness: the model is initialised from ``seed``; the dropout RNG, the augmentation generator and Ray Data's
 local shuffle are reseeded at the start of every epoch from ``(seed, rank, epoch)``, so a resumed run draws the
-same augmentation as an uninterrupted one would have.
+same augmentation as an uninterrupted one would have. The train split is read with Ray Data's ``preserve_order``,
+so its rows reach the shuffle buffer in the same order whichever read task finishes first.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import pyarrow.dataset as pads
 import torch
 import torch.nn.functional as F
 
+from spectrotune import storage
 from spectrotune.config import Config, save_config
 from spectrotune.dataset import CLEAN, LABEL, MEL, TRACK_ID, VARIANT, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
@@ -95,9 +97,9 @@ class TrainResult:
 
     Attributes
     ----------
-    bundle : Path
-        The model bundle folder (weights of the best epoch).
-    run_dir : Path
+    bundle : Path or str
+        The model bundle folder (weights of the best epoch); a string when the output is a URI.
+    run_dir : Path or str
         Ray Train's run folder (checkpoints), ``storage_path/run_name``.
     metrics : dict
         The best epoch's metrics (see :data:`METRIC_KEYS`).
@@ -105,8 +107,8 @@ class TrainResult:
         Metrics of every epoch trained in this run, in order.
     """
 
-    bundle: Path
-    run_dir: Path
+    bundle: Path | str
+    run_dir: Path | str
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
 
@@ -423,8 +425,8 @@ def _maybe_inject_fault(epoch: int, *, fault_epoch: int | None, run_dir: str) ->
     """Testing aid: after ``fault_epoch``'s checkpoint is registered, kill this worker process once."""
     if fault_epoch is None or epoch != fault_epoch:
         return
-    marker = Path(run_dir) / f"fault-injected-epoch-{epoch}"
-    if marker.exists():
+    marker = storage.join(run_dir, f"fault-injected-epoch-{epoch}")
+    if storage.exists(marker):
         return
     import ray.train
 
@@ -466,8 +468,8 @@ def _evaluate(model: torch.nn.Module, shard: Any, *, device: torch.device, use_a
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def _split_dir(data: Path, split: str) -> Path:
-    return shards_dir(data) / f"split={split}"
+def _split_dir(data: Path | str, split: str) -> Path | str:
+    return storage.join(shards_dir(data), f"split={split}")
 
 
 @dataclass(frozen=True)
@@ -538,10 +540,10 @@ def _count_rows(rows: RowSelection) -> int:
     return int(rows.arrow_dataset().count_rows(filter=rows.arrow_filter()))
 
 
-def _check_rows(data: Path, rows: RowSelection) -> int:
+def _check_rows(data: Path | str, rows: RowSelection) -> int:
     """Row count of a selection; a missing, unreadable or empty selection is a DatasetError naming it."""
     for folder in rows.folders:
-        if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        if not any(f.endswith(".parquet") for f in storage.list_files(folder)):
             raise DatasetError(f"{data}: the {rows.name} split is empty (no shards in {folder})")
     try:
         n = _count_rows(rows)
@@ -624,11 +626,12 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _check_resumable(run_dir: Path, spec: Mapping[str, Any], *, epochs: int, log: Callable[[str], None]) -> None:
+def _check_resumable(run_dir: Path | str, spec: Mapping[str, Any], *, epochs: int,
+                     log: Callable[[str], None]) -> None:
     """Refuse early (before starting workers) to resume a run made with another model or dataset shape."""
     from ray.train import Result
 
-    if not (run_dir / "checkpoint_manager_snapshot.json").is_file():
+    if not storage.is_file(storage.join(run_dir, "checkpoint_manager_snapshot.json")):
         return
     try:
         previous = Result.from_path(str(run_dir))
@@ -644,9 +647,10 @@ def _check_resumable(run_dir: Path, spec: Mapping[str, Any], *, epochs: int, log
                           f"set another train.run_name or remove the run folder")
     done = int((previous.metrics or {}).get("epoch", 0))
     if done >= epochs:
-        log(f"run {run_dir.name} already trained {done} epoch(s): rebuilding the bundle from its checkpoints")
+        log(f"run {storage.name(run_dir)} already trained {done} epoch(s): rebuilding the bundle from its "
+            "checkpoints")
     else:
-        log(f"resuming run {run_dir.name} after epoch {done} (of {epochs})")
+        log(f"resuming run {storage.name(run_dir)} after epoch {done} (of {epochs})")
 
 
 def _training_error(error: Exception, *, run_dir: Path | str) -> SpectrotuneError:
@@ -729,7 +733,7 @@ def plan_run(
     ConfigError
         ``train.variants`` names a variant the dataset does not have.
     """
-    data = Path(data).absolute()
+    data = storage.norm(data)
     manifest = read_manifest(data)
     tc = config.train
     labels = tuple(manifest["labels"])
@@ -750,7 +754,9 @@ def plan_run(
         overlap = sorted(set(tracks["train"]) & set(tracks["valid"]))
         if overlap:
             raise DatasetError(f"{len(overlap)} track(s) both in train and valid, e.g. {overlap[0]!r}")
-        folders = tuple(folder for folder in sorted(shards_dir(data).glob("split=*")) if folder.is_dir())
+        folders = tuple(storage.join(shards_dir(data), name)
+                        for name in sorted({f.split("/", 1)[0] for f in storage.list_files(shards_dir(data))})
+                        if name.startswith("split="))
         train_rows = RowSelection(folders, tuple(sorted(tracks["train"])), variants, "train")
         valid_rows = RowSelection(folders, tuple(sorted(tracks["valid"])), (CLEAN,), "valid")
     n_train = _check_rows(data, train_rows)
@@ -835,8 +841,17 @@ def make_trainer(
             callbacks=list(callbacks),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=["train"], execution_options=_ingest_options()),
     )
+
+
+def _ingest_options() -> Any:
+    """Train's default ingest options with ``preserve_order``: batches no longer depend on task timing."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
 
 
 def run_history(result: Any) -> list[dict[str, Any]]:
@@ -866,15 +881,15 @@ def export_run(
     result : ray.train.Result
         From ``TorchTrainer.fit()`` or ``ray.train.Result.from_path(run folder)``.
     out : path
-        Output folder (created).
+        Output folder (created), or a URI: the files are written locally, then uploaded (``bundle.json`` last).
     run_dir : Path, optional
         Reported in :class:`TrainResult`; default ``result.path``.
     """
-    from spectrotune.bundle import save_bundle
+    from spectrotune.bundle import META as BUNDLE_META
     from spectrotune.models import build_model, model_params
 
     t_start = time.perf_counter() if t_start is None else t_start
-    out = Path(out).absolute()
+    out = storage.norm(out)
     config = plan.config
     history = run_history(result)
     best_checkpoint, best_metrics = _pick_best(result)
@@ -886,14 +901,30 @@ def export_run(
     name = config.model.name
     params = model_params(name, config.model.params())
     labels = list(plan.labels)
-    n_mels, n_frames = plan.input_shape
-    model = build_model(name, n_classes=len(labels), n_mels=n_mels, params=params, norm_mean=plan.norm_mean,
+    model = build_model(name, n_classes=len(labels), n_mels=plan.input_shape[0], params=params, norm_mean=plan.norm_mean,
                         norm_std=plan.norm_std)
     model.load_state_dict(weights)
     model.eval()
     prep = plan.manifest.get("config", {})
+    with storage.local_output(out, last=[f"bundle/{BUNDLE_META}"]) as local:
+        _write_outputs(local, plan=plan, config=config, model=model, params=params, labels=labels,
+                       best_epoch=best_epoch, best=best, history=history, prep=prep)
+    bundle = storage.join(out, "bundle")
+    log(f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
+        f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
+    return TrainResult(bundle=bundle, run_dir=run_dir if run_dir is not None else str(result.path),
+                       metrics=dict(best), history=history)
+
+
+def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.Module, params: Mapping[str, Any],
+                   labels: list[str], best_epoch: int, best: Mapping[str, Any], history: list[dict[str, Any]],
+                   prep: Mapping[str, Any]) -> None:
+    from spectrotune.bundle import save_bundle
+
+    n_mels, n_frames = plan.input_shape
+    name = config.model.name
     out.mkdir(parents=True, exist_ok=True)
-    bundle = save_bundle(
+    save_bundle(
         out / "bundle", model=model, model_name=name, model_params=params, labels=labels,
         input_shape=(n_mels, n_frames), source_kind=plan.manifest.get("source", {}).get("kind", "audio"),
         audio=_audio_params(prep), features=dict(prep.get("features", {})), norm_mean=plan.norm_mean,
@@ -903,10 +934,6 @@ def export_run(
     save_config(config, out)
     _atomic_write(out / "history.json", json.dumps(history, indent=2))
     plot_curves(history, out / "curves.png")
-    log(f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
-        f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
-    return TrainResult(bundle=bundle, run_dir=Path(run_dir) if run_dir is not None else Path(str(result.path)),
-                       metrics=dict(best), history=history)
 
 
 def train(
@@ -952,7 +979,7 @@ def train(
     from spectrotune.pipeline import init_ray
 
     t_start = time.perf_counter()
-    out = Path(out).absolute()
+    out = storage.norm(out)
     plan = plan_run(data, config=config)
     tc = config.train
     n_mels, n_frames = plan.input_shape
@@ -960,14 +987,14 @@ def train(
         f"{n_mels}x{n_frames}); normalisation over the train split")
 
     init_ray()
-    storage = Path(tc.storage_path).absolute() if tc.storage_path else out / "runs"
+    storage_root = storage.norm(tc.storage_path) if tc.storage_path else storage.join(out, "runs")
     run_name = _run_name(config)
-    run_dir = storage / run_name
+    run_dir = storage.join(storage_root, run_name)
     _check_resumable(run_dir, plan.spec, epochs=tc.epochs, log=log)
 
-    out.mkdir(parents=True, exist_ok=True)
-    storage.mkdir(parents=True, exist_ok=True)
-    trainer = make_trainer(plan, run_name=run_name, storage_path=str(storage), progress=progress, log=log)
+    storage.makedirs(out)
+    storage.makedirs(storage_root)
+    trainer = make_trainer(plan, run_name=run_name, storage_path=str(storage_root), progress=progress, log=log)
     try:
         result = trainer.fit()
     except Exception as e:  # TrainingFailedError: worker failures beyond max_failures, or a controller error

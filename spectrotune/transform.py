@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spectrotune import audio, features, noise
+from spectrotune import audio, features, noise, storage
 from spectrotune.config import Config
 from spectrotune.dataset import CLEAN, N_FEATURES, SHARDS, segment_schema
 from spectrotune.errors import InputError
@@ -151,13 +151,13 @@ def process_batch(
         if not cols.mel:
             continue
         rel = f"{SHARDS}/split={split}/{shard_name}.parquet"
-        path = Path(out_dir) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(storage.join(out_dir, SHARDS, f"split={split}"))
+        fs, path = storage.filesystem(storage.join(out_dir, rel))
         compression = None if config.prepare.compression == "none" else config.prepare.compression
         # Dictionary encoding and statistics only for the small columns: trying them on the float mel tensor
         # cost more than half of the write time and gained nothing.
-        pq.write_table(cols.table(schema), path, compression=compression, use_dictionary=_DICT_COLUMNS,
-                       write_statistics=_STATS_COLUMNS)
+        pq.write_table(cols.table(schema), path, filesystem=fs, compression=compression,
+                       use_dictionary=_DICT_COLUMNS, write_statistics=_STATS_COLUMNS)
         result.files.append(rel)
     result.add_time("write", time.perf_counter() - start)
     result.tracks = {split: len(ids) for split, ids in tracks.items()}

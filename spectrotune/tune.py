@@ -109,6 +109,7 @@ import ray
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
+from spectrotune import storage
 from spectrotune.config import Config, build
 from spectrotune.dataset import CLEAN, GENRE, SPLIT, TRACK_ID, VARIANT, open_dataset, read_manifest
 from spectrotune.errors import ConfigError, DatasetError, OutputExistsError, SpectrotuneError
@@ -366,14 +367,13 @@ def sweep_name(config: Config, *, folds: int | None = None) -> str:
 
 
 def _is_uri(path: str) -> bool:
-    return "://" in path
+    return storage.is_uri(path)
 
 
-def _storage_path(config: Config, out: Path) -> str:
+def _storage_path(config: Config, out: Path | str) -> str:
+    """Where Ray Tune keeps the experiments: ``tune.storage_path``, else ``OUT/sweeps`` (local or a URI)."""
     given = config.tune.storage_path
-    if given and _is_uri(given):
-        return given.rstrip("/")
-    return str(Path(given).absolute()) if given else str(out / "sweeps")
+    return str(storage.norm(given) if given else storage.join(out, "sweeps"))
 
 
 def _join(base: str, *parts: str) -> str:
@@ -841,13 +841,11 @@ def _check_sources(sources: Mapping[str, str], names: Sequence[str], log: Callab
     resolved = {}
     for name in names:
         path = sources[name]
-        if _is_uri(path):
-            raise ConfigError(f"sources.{name}={path}: prepared datasets must be local or shared folders")
         manifest = read_manifest(path)
         shape = manifest.get("mel", {}).get("shape")
         log(f"source {name}: {path} ({len(manifest['labels'])} genres, input {shape}, "
             f"{manifest.get('source', {}).get('kind', 'audio')})")
-        resolved[name] = str(Path(path).absolute())
+        resolved[name] = str(storage.norm(path))
     return resolved
 
 
@@ -970,15 +968,15 @@ def _max_epochs(config: Config, dims: Sequence[Dimension]) -> int:
     return int(max(dim.candidates()))
 
 
-def _prepare_run(config: Config, *, out: Path, resume: str | None, kind: str, folds: int | None,
+def _prepare_run(config: Config, *, out: Path | str, resume: str | None, kind: str, folds: int | None,
                  log: Callable[[str], None]) -> tuple[Config, str, str, dict[str, Any] | None]:
     """Resolve name, storage and (when resuming) the saved sweep state; refuse to overwrite a sweep."""
     from ray import tune as rt
 
-    storage = _storage_path(config, out)
+    root = _storage_path(config, out)
     if resume:
-        path = _join(storage, resume)
-        state = _load_state(path, name=resume, storage=storage)
+        path = _join(root, resume)
+        state = _load_state(path, name=resume, storage=root)
         if not rt.Tuner.can_restore(path):
             raise ConfigError(f"--resume {resume}: {path} has no Tune state (the driver stopped before the first "
                               "trial started); run it again without --resume")
@@ -988,13 +986,13 @@ def _prepare_run(config: Config, *, out: Path, resume: str | None, kind: str, fo
         saved = build(Config, state["config"], origin=_join(path, STATE_FILE))
         if saved.hash() != config.hash() and config.sources:
             log(f"resuming {resume} with the config saved with it (the config given now differs and is ignored)")
-        return saved, resume, storage, state
+        return saved, resume, root, state
     name = sweep_name(config, folds=folds)
-    path = _join(storage, name)
+    path = _join(root, name)
     if rt.Tuner.can_restore(path):
         raise OutputExistsError(f"sweep {name} already exists at {path}: continue it with --resume {name}, or set "
                                 f"tune.name for a new one")
-    return config, name, storage, None
+    return config, name, root, None
 
 
 def tune(
@@ -1036,18 +1034,29 @@ def tune(
     SpectrotuneError
         Every trial failed (the results table, with each trial's error, is written first).
     """
+    published = storage.norm(out)
+    with storage.local_output(published, last=["sweep.json"]) as local:
+        result, failure = _sweep(config, out=local, published=published, resume=resume, progress=progress, log=log)
+    if failure:
+        raise SpectrotuneError(failure)
+    return result
+
+
+def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | None, progress: bool,
+           log: Callable[[str], None]) -> tuple[SweepResult, str | None]:
+    """:func:`tune` writing its files into the local folder ``out``, which is published as ``published``."""
     from spectrotune.pipeline import init_ray
 
     t0 = time.perf_counter()
-    out = Path(out).absolute()
-    config, name, storage, state = _prepare_run(config, out=out, resume=resume, kind="sweep", folds=None, log=log)
+    config, name, experiments, state = _prepare_run(config, out=published, resume=resume, kind="sweep", folds=None,
+                                                    log=log)
     dims, names, sources = _sweep_inputs(config, log)
     tc = config.tune
     init_ray()
     concurrency = trial_concurrency(wanted=tc.max_concurrent_trials, cpus_per_trial=tc.cpus_per_trial,
                                     gpus_per_trial=tc.gpus_per_trial, cluster=ray.cluster_resources(), log=log)
     workers = config.train.num_workers
-    path = _join(storage, name)
+    path = _join(experiments, name)
     spec = _SweepSpec(config=config.to_dict(), sources=sources, experiment=path,
                       cpus_per_worker=tc.cpus_per_trial / workers, gpus_per_worker=tc.gpus_per_trial / workers)
     out.mkdir(parents=True, exist_ok=True)
@@ -1057,11 +1066,11 @@ def tune(
     asha = tc.scheduler == "asha"
     log(f"{'resuming' if resume else 'starting'} sweep {name} at {path}: {tc.num_samples} sample(s) x grid over "
         f"{len(names)} source(s), {concurrency} trial(s) at a time, search {tc.search}, scheduler {tc.scheduler}")
-    grid = _run_tuner(spec=spec, name=name, storage=storage, param_space=param_space, resume=bool(resume),
+    grid = _run_tuner(spec=spec, name=name, storage=experiments, param_space=param_space, resume=bool(resume),
                       config=config, concurrency=concurrency, asha=asha, max_epochs=_max_epochs(config, dims),
                       progress=progress)
     rows = _collect(grid, spec, dims, asha=asha)
-    best = _export_best(rows, spec, names, out=out, log=log)
+    best = _export_best(rows, spec, names, out=out, published=published, log=log)
     _write_results(rows, best, out, name=name, path=path)
     plot_trial_curves(rows, out / "trial_curves.png")
     plot_accuracy_vs_params(rows, dims, out / "accuracy_vs_params.png")
@@ -1072,20 +1081,22 @@ def tune(
     for source, b in best.items():
         log(f"best on {source}: trial {b['trial_id']} valid clip accuracy {b[SCORE]:.3f}, test clip accuracy "
             f"{b['test_clip_accuracy']:.3f}; bundle {b['bundle']}")
-    log(f"sweep {name}: {len(rows)} trials in {time.perf_counter() - t0:.0f} s; table {out / 'results.md'}")
-    _fail_if_all_failed(rows, out / "results.md")
-    return SweepResult(name=name, path=path, rows=[_public(r) for r in rows], best=best, out=out)
+    table = storage.join(published, "results.md")
+    log(f"sweep {name}: {len(rows)} trials in {time.perf_counter() - t0:.0f} s; table {table}")
+    result = SweepResult(name=name, path=path, rows=[_public(r) for r in rows], best=best, out=published)
+    return result, _all_failed(rows, table)
 
 
-def _fail_if_all_failed(rows: Sequence[Mapping[str, Any]], table: Path) -> None:
-    """A run where no trial produced a result is an error (exit code 2), after its table was written."""
+def _all_failed(rows: Sequence[Mapping[str, Any]], table: Path | str) -> str | None:
+    """A run where no trial produced a result is an error (exit code 2), raised after its table is published."""
     if rows and all(r["status"] in (STATUS_ERROR, STATUS_NONE) for r in rows):
         first = next((r["error"] for r in rows if r.get("error")), "no result reported")
-        raise SpectrotuneError(f"all {len(rows)} trials failed (first: {first}); see {table}")
+        return f"all {len(rows)} trials failed (first: {first}); see {table}"
+    return None
 
 
 def _export_best(rows: Sequence[Mapping[str, Any]], spec: _SweepSpec, names: Sequence[str], *, out: Path,
-                 log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+                 published: Path | str, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Export the best trial of every source as ``OUT/best/<source>/bundle`` and evaluate it on the test split."""
     from ray.train import Result
 
@@ -1112,7 +1123,8 @@ def _export_best(rows: Sequence[Mapping[str, Any]], spec: _SweepSpec, names: Seq
         report = evaluate(final / "bundle", data, out=final / "report", config=config.evaluate, log=lambda _: None)
         record = {"trial_id": row["trial_id"], "params": trial_params,
                   SCORE: row[SCORE], "best_epoch": row["best_epoch"], "test_clip_accuracy": report["clip_accuracy"],
-                  "bundle": str(final / "bundle"), "report": str(final / "report")}
+                  "bundle": str(storage.join(published, "best", source, "bundle")),
+                  "report": str(storage.join(published, "best", source, "report"))}
         _atomic_text(final / "trial.json", json.dumps(record, indent=2, default=str))
         best[source] = record
     return best
@@ -1265,13 +1277,25 @@ def cross_validate(
     SpectrotuneError
         Every fold failed (``cv.json``/``cv.md`` are written first).
     """
+    published = storage.norm(out)
+    with storage.local_output(published, last=["cv.json"]) as local:
+        result, failure = _cross_validate(config, out=local, published=published, folds=folds, source=source,
+                                          resume=resume, progress=progress, log=log)
+    if failure:
+        raise SpectrotuneError(failure)
+    return result
+
+
+def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: int, source: str | None,
+                    resume: str | None, progress: bool, log: Callable[[str], None]) -> tuple[CVResult, str | None]:
+    """:func:`cross_validate` writing its files into the local folder ``out``, published as ``published``."""
     from spectrotune.pipeline import init_ray
 
     t0 = time.perf_counter()
-    out = Path(out).absolute()
     if folds < 2:
         raise ConfigError(f"--cv {folds}: cross-validation needs at least 2 folds")
-    config, name, storage, state = _prepare_run(config, out=out, resume=resume, kind="cv", folds=folds, log=log)
+    config, name, experiments, state = _prepare_run(config, out=published, resume=resume, kind="cv", folds=folds,
+                                                    log=log)
     if state is not None:
         folds = int(state["folds_k"])
     if not config.sources:
@@ -1291,7 +1315,7 @@ def cross_validate(
     concurrency = trial_concurrency(wanted=tc.max_concurrent_trials, cpus_per_trial=tc.cpus_per_trial,
                                     gpus_per_trial=tc.gpus_per_trial, cluster=ray.cluster_resources(), log=log)
     workers = config.train.num_workers
-    path = _join(storage, name)
+    path = _join(experiments, name)
     spec = _SweepSpec(config=config.to_dict(), sources=sources, experiment=path,
                       cpus_per_worker=tc.cpus_per_trial / workers, gpus_per_worker=tc.gpus_per_trial / workers,
                       folds=assignment)
@@ -1306,7 +1330,7 @@ def cross_validate(
     cv_config = dataclasses.replace(config, tune=dataclasses.replace(tc, search="grid", num_samples=1))
     log(f"{'resuming' if resume else 'starting'} {folds}-fold cross-validation {name} at {path} on "
         f"{', '.join(names)}; {concurrency} fold(s) at a time")
-    grid = _run_tuner(spec=spec, name=name, storage=storage, param_space=param_space, resume=bool(resume),
+    grid = _run_tuner(spec=spec, name=name, storage=experiments, param_space=param_space, resume=bool(resume),
                       config=cv_config, concurrency=concurrency, asha=False, max_epochs=config.train.epochs,
                       progress=progress)
     rows = _collect(grid, spec, [], asha=False)
@@ -1338,12 +1362,12 @@ def cross_validate(
     _atomic_text(out / "cv.json", json.dumps({"name": name, "path": path, "k": folds, "held_out": "test split",
                                               "sources": report}, indent=2))
     _atomic_text(out / "cv.md", _cv_markdown(name, folds, report))
-    _fail_if_all_failed(rows, out / "cv.md")
     for s, r in report.items():
         for model, m in r["summary"].items():
             log(f"{s} {model}: clip accuracy {m['mean']:.3f} ± {m['std']:.3f} over {folds} folds")
-    log(f"cross-validation {name} done in {time.perf_counter() - t0:.0f} s; report {out / 'cv.md'}")
-    return CVResult(name=name, path=path, folds=folds, sources=report, out=out)
+    table = storage.join(published, "cv.md")
+    log(f"cross-validation {name} done in {time.perf_counter() - t0:.0f} s; report {table}")
+    return CVResult(name=name, path=path, folds=folds, sources=report, out=published), _all_failed(rows, table)
 
 
 def _cv_markdown(name: str, k: int, report: Mapping[str, Mapping[str, Any]]) -> str:

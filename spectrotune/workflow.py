@@ -1,7 +1,7 @@
 """prepare -> train -> evaluate in one call: what ``jobs/pipeline.py``, ``spectrotune pipeline`` and the demo run.
 
 Layout of ``out``: ``dataset/`` (prepared shards), ``run/`` (checkpoints, curves, ``bundle/``) and
-``run/report/`` (report.json, report.md, plots).
+``run/report/`` (report.json, report.md, plots). ``out`` may be a URI (``s3://bucket/run1``).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from spectrotune import storage
 from spectrotune.config import Config
 
 
@@ -30,14 +31,15 @@ def run_pipeline(
     from spectrotune.pipeline import prepare
     from spectrotune.train import train
 
-    out = Path(out).absolute()
+    out = storage.norm(out)
+    dataset, run, report_dir = storage.join(out, "dataset"), storage.join(out, "run"), storage.join(out, "run", "report")
     log(f"{steps[0]} preparing {source} with Ray Data")
-    prepared = prepare(source, out / "dataset", config=config, overwrite=overwrite, progress=progress, log=log)
+    prepared = prepare(source, dataset, config=config, overwrite=overwrite, progress=progress, log=log)
     log(prepared.summary())
     log(f"{steps[1]} training {config.model.name} with Ray Train for up to {config.train.epochs} epochs")
-    trained = train(out / "dataset", out / "run", config=config, progress=progress, log=log)
+    trained = train(dataset, run, config=config, progress=progress, log=log)
     log(f"{steps[2]} evaluating on the test split (robustness to noise, classical baselines)")
-    report = evaluate(trained.bundle, out / "dataset", out=out / "run" / "report", config=config.evaluate, log=log)
+    report = evaluate(trained.bundle, dataset, out=report_dir, config=config.evaluate, log=log)
     log(headline(report))
-    log(f"report: {out / 'run' / 'report' / 'report.md'}   bundle: {trained.bundle}")
+    log(f"report: {storage.join(report_dir, 'report.md')}   bundle: {trained.bundle}")
     return report

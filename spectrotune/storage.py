@@ -1,0 +1,316 @@
+"""Local paths and object-store URIs (``s3://``, ``gs://``, ``hdfs://`` ...) behind one small API. No ``ray``.
+
+Every data and output path of spectrotune goes through here, so each accepts a local path or a URI. URIs are
+resolved by ``pyarrow.fs.FileSystem.from_uri``, which takes credentials and endpoints from the usual places:
+for S3 the AWS variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, and
+``AWS_ENDPOINT_URL`` for an S3-compatible server such as MinIO), an instance profile or ``~/.aws``; for GCS
+``GOOGLE_APPLICATION_CREDENTIALS`` or the VM's service account. On a cluster every node needs them.
+
+Object stores have no rename, so the two ways an output is published differ:
+
+- local folders appear atomically (written aside, then renamed: :func:`replace_dir`);
+- on an object store a folder is written under a hidden staging prefix and then copied into place with its
+  marker file (``manifest.json``, ``bundle.json``, ``report.json`` ...) copied last. A reader that finds the
+  marker finds everything before it; a folder without its marker is incomplete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from spectrotune.errors import SpectrotuneError
+
+__all__ = [
+    "StorageError",
+    "copy_tree",
+    "delete",
+    "download",
+    "exists",
+    "filesystem",
+    "is_dir",
+    "is_file",
+    "is_uri",
+    "join",
+    "list_files",
+    "local_input",
+    "local_output",
+    "makedirs",
+    "name",
+    "parent",
+    "read_bytes",
+    "read_text",
+    "replace_dir",
+    "staging_sibling",
+    "upload",
+    "write_bytes",
+    "write_text",
+]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+PathLike = str | os.PathLike
+
+
+class StorageError(SpectrotuneError):
+    """A path or URI that cannot be opened, read or written (names it and says why)."""
+
+
+def is_uri(path: PathLike) -> bool:
+    """True for ``scheme://...`` strings other than ``file://`` (which is a local path)."""
+    text = os.fspath(path)
+    return bool(_SCHEME.match(text)) and not text.startswith("file://")
+
+
+def _local(path: PathLike) -> Path:
+    text = os.fspath(path)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
+
+
+def norm(path: PathLike) -> str | Path:
+    """A URI as a string without trailing ``/``, a local path as an absolute ``Path``."""
+    if is_uri(path):
+        return os.fspath(path).rstrip("/")
+    return _local(path).absolute()
+
+
+def join(base: PathLike, *parts: str) -> str | Path:
+    """``base/part/...`` for URIs (a string) and local paths (a ``Path``)."""
+    if is_uri(base):
+        return "/".join([os.fspath(base).rstrip("/"), *(p.strip("/") for p in parts if p)])
+    return _local(base).joinpath(*parts)
+
+
+def parent(path: PathLike) -> str | Path:
+    """The containing folder; a bucket's root is its own parent."""
+    if is_uri(path):
+        scheme, rest = os.fspath(path).rstrip("/").split("://", 1)
+        return f"{scheme}://{rest.rsplit('/', 1)[0]}" if "/" in rest else f"{scheme}://{rest}"
+    return _local(path).absolute().parent
+
+
+def name(path: PathLike) -> str:
+    return os.fspath(path).rstrip("/").rsplit("/", 1)[-1] if is_uri(path) else _local(path).name
+
+
+def filesystem(path: PathLike) -> tuple[Any, str]:
+    """``(pyarrow.fs.FileSystem, path inside it)`` for a local path or a URI."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), str(_local(path).absolute())
+    try:
+        return pafs.FileSystem.from_uri(os.fspath(path).rstrip("/"))
+    except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid/OSError/... for unknown schemes
+        raise StorageError(f"{os.fspath(path)}: cannot open this URI ({e})") from e
+
+
+def _info(path: PathLike) -> Any:
+    fs, inner = filesystem(path)
+    try:
+        return fs.get_file_info(inner)
+    except OSError as e:
+        raise StorageError(f"{os.fspath(path)}: {e}") from e
+
+
+def exists(path: PathLike) -> bool:
+    import pyarrow.fs as pafs
+
+    return _info(path).type != pafs.FileType.NotFound
+
+
+def is_file(path: PathLike) -> bool:
+    import pyarrow.fs as pafs
+
+    return _info(path).type == pafs.FileType.File
+
+
+def is_dir(path: PathLike) -> bool:
+    """A local folder, or a URI prefix holding at least one object."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(path):
+        return _local(path).is_dir()
+    return _info(path).type == pafs.FileType.Directory
+
+
+def makedirs(path: PathLike) -> None:
+    if is_uri(path):
+        return  # object stores have no folders; writing a key makes its prefix
+    _local(path).mkdir(parents=True, exist_ok=True)
+
+
+def read_bytes(path: PathLike) -> bytes:
+    if not is_uri(path):
+        return _local(path).read_bytes()
+    fs, inner = filesystem(path)
+    try:
+        with fs.open_input_stream(inner) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if "not found" in str(e).lower() or "does not exist" in str(e).lower():
+            raise FileNotFoundError(os.fspath(path)) from e
+        raise StorageError(f"{os.fspath(path)}: cannot read: {e}") from e
+
+
+def read_text(path: PathLike) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_bytes(path: PathLike, payload: bytes) -> None:
+    """Write a file; local files are written aside and renamed, so a reader never sees half of one."""
+    if not is_uri(path):
+        target = _local(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.write_bytes(payload)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    fs, inner = filesystem(path)
+    try:
+        with fs.open_output_stream(inner) as f:
+            f.write(payload)
+    except OSError as e:
+        raise StorageError(f"{os.fspath(path)}: cannot write: {e}") from e
+
+
+def write_text(path: PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def list_files(path: PathLike) -> list[str]:
+    """Every file under ``path``, as paths relative to it (``/``-separated), sorted; [] when absent."""
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(path)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True, allow_not_found=True))
+    except OSError as e:
+        raise StorageError(f"{os.fspath(path)}: cannot list: {e}") from e
+    root = inner.rstrip("/") + "/"
+    return sorted(i.path[len(root):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(root))
+
+
+def delete(path: PathLike) -> None:
+    """Remove a file or a whole folder/prefix; nothing happens when it is absent."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(path):
+        target = _local(path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+        return
+    fs, inner = filesystem(path)
+    info = fs.get_file_info(inner)
+    try:
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(inner)
+        elif info.type == pafs.FileType.File:
+            fs.delete_file(inner)
+    except OSError as e:
+        raise StorageError(f"{os.fspath(path)}: cannot delete: {e}") from e
+
+
+def _ordered(files: Sequence[str], last: Sequence[str]) -> list[str]:
+    tail = [f for f in files if f in set(last)]
+    return [f for f in files if f not in set(last)] + sorted(tail, key=list(last).index)
+
+
+def copy_tree(src: PathLike, dst: PathLike, *, last: Sequence[str] = ()) -> None:
+    """Copy every file under ``src`` to the same relative path under ``dst`` (either side local or a URI).
+
+    Files named in ``last`` (relative paths) are copied after all others, in that order: the marker files that
+    tell a reader the folder is complete.
+    """
+    import pyarrow.fs as pafs
+
+    src_fs, src_inner = filesystem(src)
+    dst_fs, dst_inner = filesystem(dst)
+    files = _ordered(list_files(src), last)
+    if not is_uri(dst):
+        _local(dst).mkdir(parents=True, exist_ok=True)
+    try:
+        if type(src_fs) is type(dst_fs) and is_uri(src) and is_uri(dst):
+            for rel in files:  # server-side copies within one store
+                dst_fs.copy_file(f"{src_inner}/{rel}", f"{dst_inner}/{rel}")
+            return
+        for rel in files:
+            if not is_uri(dst):
+                (_local(dst) / rel).parent.mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(f"{src_inner}/{rel}", f"{dst_inner}/{rel}", source_filesystem=src_fs,
+                            destination_filesystem=dst_fs)
+    except OSError as e:
+        raise StorageError(f"cannot copy {os.fspath(src)} to {os.fspath(dst)}: {e}") from e
+
+
+def upload(local_dir: PathLike, uri: PathLike, *, last: Sequence[str] = ()) -> None:
+    copy_tree(local_dir, uri, last=last)
+
+
+def download(uri: PathLike, local_dir: PathLike) -> Path:
+    if not exists(uri):
+        raise FileNotFoundError(f"{os.fspath(uri)}: not found")
+    copy_tree(uri, local_dir)
+    return _local(local_dir)
+
+
+def staging_sibling(out: PathLike) -> str | Path:
+    """A fresh hidden sibling of ``out`` to write into before :func:`replace_dir` publishes it."""
+    return join(parent(out), f".{name(out)}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def replace_dir(tmp: PathLike, out: PathLike, *, last: Sequence[str] = ()) -> None:
+    """Publish the finished folder ``tmp`` as ``out`` (same storage), replacing what was there.
+
+    Local: ``out`` is renamed aside and ``tmp`` renamed onto it, so a reader sees the old folder or the new one.
+    Object store: the old ``out`` is deleted, ``tmp`` copied into place with ``last`` files last, then deleted.
+    """
+    if not is_uri(out):
+        tmp_l, out_l = _local(tmp), _local(out)
+        old = None
+        if out_l.exists():
+            old = out_l.parent / f".{out_l.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out_l, old)
+        os.replace(tmp_l, out_l)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return
+    delete(out)
+    copy_tree(tmp, out, last=last)
+    delete(tmp)
+
+
+@contextlib.contextmanager
+def local_input(path: PathLike) -> Iterator[Path]:
+    """A local folder with the contents of ``path``: itself when local, else a temporary download."""
+    if not is_uri(path):
+        yield _local(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="spectrotune-in-") as tmp:
+        yield download(path, Path(tmp) / name(path))
+
+
+@contextlib.contextmanager
+def local_output(path: PathLike, *, last: Sequence[str] = ()) -> Iterator[Path]:
+    """A local folder to write ``path``'s files into: itself when local, else a temporary folder uploaded (files
+    in ``last`` last) when the block ends without an error. Files already at ``path`` and not rewritten stay."""
+    if not is_uri(path):
+        yield _local(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="spectrotune-out-") as tmp:
+        yield Path(tmp)
+        upload(tmp, path, last=last)
