@@ -159,8 +159,8 @@ def test_source_names_are_checked_and_sources_are_required(tmp_path):
         tune(load_config("demo"), out=tmp_path, log=lambda _: None)
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("optuna") is not None, reason="optuna is installed")
-def test_optuna_search_without_optuna_says_how_to_install(tmp_path):
+def test_optuna_search_without_optuna_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed: `import optuna` raises ImportError
     config = load_config("demo", overrides=["sources.audio=/x", "tune.search=optuna"])
     with pytest.raises(ConfigError, match=r"pip install spectrotune\[optuna\]"):
         tune(config, out=tmp_path, log=lambda _: None)
@@ -269,6 +269,20 @@ def test_sweep_over_audio_and_spotify_sources_stops_a_bad_lr_and_exports_the_bes
         report = json.loads((out / "best" / source / "report" / "report.json").read_text())
         assert report["clip_accuracy"] == best["test_clip_accuracy"]
     assert json.loads((out / "sweep.json").read_text())["trials"] == 4
+
+
+def test_optuna_search_samples_the_space_and_reports_every_trial(sources, tmp_path):
+    # Optuna (the test extra installs it) suggests each trial's lr and width from the space; 2 trials x 1 epoch.
+    config = _config(sources, "train.epochs=1", "tune.search=optuna", "tune.num_samples=2", "tune.scheduler=none",
+                     "tune.space={train.lr: {loguniform: [0.001, 0.05]}, model.width: {choice: [4, 8]}}",
+                     names=("audio",))
+    result = tune(config, out=tmp_path / "out", progress=False, log=lambda _: None)
+    assert len(result.rows) == 2 and all(r["status"] == STATUS_DONE for r in result.rows)
+    lrs = [r["train.lr"] for r in result.rows]
+    assert all(0.001 <= lr <= 0.05 for lr in lrs) and lrs[0] != lrs[1]
+    assert all(r["model.width"] in (4, 8) for r in result.rows)
+    assert result.best["audio"]["trial_id"] in {r["trial_id"] for r in result.rows}
+    assert load_bundle(result.best["audio"]["bundle"]).meta["config"]["train"]["lr"] in lrs
 
 
 def test_failing_trials_are_listed_with_their_error_and_fail_the_run(sources, tmp_path):
