@@ -39,3 +39,7 @@ class OutputExistsError(SpectrotuneError):
 
 class BundleError(SpectrotuneError):
     """A model bundle is missing files or cannot be loaded."""
+
+
+class StorageError(SpectrotuneError):
+    """A local path or storage URI (``s3://``, ``gs://``) cannot be opened, read or written; names it and why."""

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from spectrotune.errors import SpectrotuneError
+from spectrotune.errors import StorageError
 
 __all__ = [
     "StorageError",
@@ -57,10 +57,6 @@ __all__ = [
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 PathLike = str | os.PathLike
-
-
-class StorageError(SpectrotuneError):
-    """A path or URI that cannot be opened, read or written (names it and says why)."""
 
 
 def is_uri(path: PathLike) -> bool:
