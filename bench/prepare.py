@@ -13,10 +13,11 @@ Measured side by side in one run, on a synthetic corpus of 30-s clips (GTZAN-siz
 
 Usage::
 
-    python bench/prepare.py                     # 500 clips (and 50 for the memory ratio)
-    python bench/prepare.py --clips 100 --json out.json
+    python bench/prepare.py                     # 1000 clips, GTZAN's size (and 100 for the memory ratio)
+    python bench/prepare.py --clips 100 --repeats 1 --json out.json
 
-Linux only (reads /proc). Prints a Markdown table; BENCHMARKS.md records the numbers.
+(a), (b) and (c) run ``--repeats`` times, interleaved; the tables show each one's median run and list every run's
+wall time. Linux only (reads /proc). Prints a Markdown table; BENCHMARKS.md records the numbers.
 """
 
 from __future__ import annotations
@@ -172,14 +173,23 @@ def prototype_png(files: list[Path], out: Path) -> dict:
     return {"wall_s": time.perf_counter() - start, "clips": len(files)}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median wall time (the upper one of an even count), plus every run's wall time."""
+    ranked = sorted(runs, key=lambda r: r["wall_s"])
+    return {**ranked[len(ranked) // 2], "all_wall_s": [round(r["wall_s"], 2) for r in runs]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=500, help="clips in the main corpus (multiple of 10)")
+    parser.add_argument("--clips", type=int, default=1000,
+                        help="clips in the main corpus (multiple of 10; 1000 = GTZAN's size)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--prototype-clips", type=int, default=20, help="clips for (c), which is slow")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--skip-default", action="store_true", help="skip (d)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of (a), (b) and (c), interleaved; the tables show each one's median run")
     args = parser.parse_args()
 
     small_n = max(10, args.clips // 10)
@@ -188,15 +198,14 @@ def main() -> None:
     big_files = audio_files(big)
     audio_s = len(big_files) * args.seconds
 
-    results: dict[str, dict] = {}
-    print(f"(a) Ray pipeline, decode+segment+log-mel, {small_n} clips ...", flush=True)
-    results["a_small"] = ray_prepare(small, args.work / "out-a-small", minimal=True)
-    print(f"(a) Ray pipeline, decode+segment+log-mel, {args.clips} clips ...", flush=True)
-    results["a"] = ray_prepare(big, args.work / "out-a", minimal=True)
-    print(f"(b) plain librosa loop, {args.clips} clips ...", flush=True)
-    results["b"] = plain_librosa(big_files)
-    print(f"(c) prototype PNG rendering, {args.prototype_clips} clips ...", flush=True)
-    results["c"] = prototype_png(big_files[: args.prototype_clips], args.work / "png")
+    runs: dict[str, list[dict]] = {"a_small": [], "a": [], "b": [], "c": []}
+    for k in range(args.repeats):  # interleaved, so a slow spell of the machine hits every method alike
+        print(f"round {k + 1}/{args.repeats}: (a) {small_n} clips, (a) {args.clips} clips, (b), (c) ...", flush=True)
+        runs["a_small"].append(ray_prepare(small, args.work / "out-a-small", minimal=True))
+        runs["a"].append(ray_prepare(big, args.work / "out-a", minimal=True))
+        runs["b"].append(plain_librosa(big_files))
+        runs["c"].append(prototype_png(big_files[: args.prototype_clips], args.work / "png"))
+    results: dict[str, dict] = {key: median_run(r) for key, r in runs.items()}
     if not args.skip_default:
         print(f"(d) Ray pipeline, default settings, {args.clips} clips ...", flush=True)
         results["d"] = ray_prepare(big, args.work / "out-d", minimal=False)
@@ -224,6 +233,8 @@ def main() -> None:
         "a_over_c": a_cps / rate(results["c"], results["c"]["clips"])[0],
         "peak_mem_10x_over_1x": results["a"]["peak_rss_mb"] / results["a_small"]["peak_rss_mb"],
     }
+    lines += ["", "Wall times of every run (s): " + "; ".join(
+        f"{key} {results[key]['all_wall_s']}" for key in ("a", "a_small", "b", "c"))]
     lines += ["", f"(a) at {small_n} clips: {results['a_small']['wall_s']:.1f} s, peak RSS "
               f"{results['a_small']['peak_rss_mb']:.0f} MB",
               "", "| ratio | value | target |", "|---|---:|---:|",

@@ -698,25 +698,17 @@ def write_baseline_report(
 ) -> tuple[Path, Path]:
     """Write ``baselines.json`` and ``baselines.md`` into ``out_dir`` (created if needed).
 
-    Each file is written aside and renamed into place, so a reader never sees half a report; existing
-    reports in ``out_dir`` are replaced.
+    Each local file is written aside and renamed into place, so a reader never sees half a report; existing
+    reports in ``out_dir`` are replaced. ``out_dir`` may be a URI.
 
     Returns
     -------
     (Path, Path)
-        The paths of ``baselines.json`` and ``baselines.md``.
+        The paths of ``baselines.json`` and ``baselines.md`` (strings for a URI).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     plain = {name: {key: _plain(value) for key, value in result.items()} for name, result in results.items()}
-    json_path = out / "baselines.json"
-    md_path = out / "baselines.md"
-    _write_atomic(json_path, json.dumps(plain, indent=2, sort_keys=False) + "\n")
-    _write_atomic(md_path, baselines_markdown(results))
+    json_path = storage.join(out_dir, "baselines.json")
+    md_path = storage.join(out_dir, "baselines.md")
+    storage.write_text(md_path, baselines_markdown(results))
+    storage.write_text(json_path, json.dumps(plain, indent=2, sort_keys=False) + "\n")
     return json_path, md_path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

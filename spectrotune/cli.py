@@ -143,11 +143,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         write_baseline_report,
     )
 
+    from spectrotune import storage
+
     if bool(args.data) == bool(args.kaggle_csv):
         raise SpectrotuneError("give exactly one of --data DIR or --kaggle-csv FILE")
     if args.data:
         tracks = load_dataset_features(args.data)
-        out = Path(args.out) if args.out else Path(args.data) / "_baselines"
+        out = args.out or storage.join(args.data, "_baselines")
     else:
         tracks = load_kaggle_csv(args.kaggle_csv, split=args.split, seed=args.seed)
         out = Path(args.out) if args.out else Path(args.kaggle_csv).with_suffix("").parent / "baselines"
@@ -339,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spectrotune: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "spectrotune.pipeline" in sys.modules:  # only commands that ran on Ray imported it
+            sys.modules["spectrotune.pipeline"].shutdown_ray()
 
 
 if __name__ == "__main__":

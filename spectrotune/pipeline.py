@@ -60,8 +60,12 @@ class PrepareResult:
         return line
 
 
+_STARTED_LOCAL = False  # True once init_ray started a local Ray in this process (shutdown_ray ends it)
+
+
 def init_ray(*, num_cpus: int | None = None) -> None:
     """Connect to ``RAY_ADDRESS`` if set, else start a local Ray bound to loopback (no-op if already up)."""
+    global _STARTED_LOCAL
     import ray
 
     if ray.is_initialized():
@@ -71,6 +75,22 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         return
     ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True,
              configure_logging=True, logging_level="warning")
+    _STARTED_LOCAL = True
+
+
+def shutdown_ray() -> None:
+    """End the local Ray that :func:`init_ray` started here, if any (a Ray started by the caller is left alone).
+
+    Ray's own exit hook would do it too, after a fixed 0.5 s pause; the command line calls this when done.
+    """
+    global _STARTED_LOCAL
+    if not _STARTED_LOCAL:
+        return
+    import ray
+
+    _STARTED_LOCAL = False
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def prepare(

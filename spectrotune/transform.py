@@ -186,10 +186,10 @@ def _audio_rows(item: SourceItem, *, split: str, label: int, config: Config, res
     t0 = time.perf_counter()
     y = audio.decode(item.path, sr=a.sample_rate, min_seconds=a.min_seconds)
     segs, padded = audio.segment(y, sr=a.sample_rate, seconds=a.segment_seconds, hop_seconds=a.hop_for(split))
-    t1 = time.perf_counter()
-    result.add_time("decode", t1 - t0)
     result.padded_clips += int(padded)
     result.silent_segments += int(np.count_nonzero(audio.is_silent(segs)))
+    t1 = time.perf_counter()
+    result.add_time("decode", t1 - t0)
     seg_ids = list(range(len(segs)))
 
     variants: list[tuple[str, np.ndarray, list[float | None]]] = []

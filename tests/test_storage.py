@@ -266,3 +266,15 @@ def test_a_corpus_uri_is_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ConfigError, match=r"--source s3://bucket/gtzan: the corpus must be a folder every node"):
         prepare("s3://bucket/gtzan", tmp_path / "out", config=load_config("demo"), log=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_baselines_read_a_dataset_on_s3_and_write_their_report_there(on_s3, s3_env, capsys):
+    from spectrotune.cli import main as cli_main
+
+    _, out, _, _ = on_s3
+    assert cli_main(["baseline", "--data", f"{out}/dataset", "--out", f"{out}/baselines"]) == 0
+    report = json.loads(storage.read_text(f"{out}/baselines/baselines.json"))
+    assert {"random_forest", "svm_rbf", "knn"} <= set(report)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in report.values())
+    assert storage.read_text(f"{out}/baselines/baselines.md").startswith("| model |")
+    assert f"written to {out}/baselines" in capsys.readouterr().out
