@@ -112,13 +112,13 @@ def prepare(
         ``config.prepare.strict`` is set and any input failed (the dataset is still written).
     """
     t_start = time.perf_counter()
-    out = storage.norm(out)
-    if storage.exists(out) and not overwrite:
-        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
     if storage.is_uri(source):
         raise ConfigError(f"--source {source}: the corpus must be a folder every node can read (a local disk, or "
                           "a shared or mounted file system); copy it there first (e.g. aws s3 sync). Outputs "
                           "(--out) may be URIs.")
+    out = storage.norm(out)
+    if storage.exists(out) and not overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
     source = Path(source)
     kind = config.source.kind
     listing = list_source(source, kind=kind, group_by_song=config.split.kind != "folders")

@@ -436,8 +436,7 @@ def _maybe_inject_fault(epoch: int, *, fault_epoch: int | None, run_dir: str) ->
         ray.train.get_all_reported_checkpoints(timeout_s=120)
     except Exception:  # noqa: BLE001 - best effort; the kill is what is being tested
         time.sleep(5)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"worker killed after epoch {epoch} (train.fault_kill_epoch)\n", encoding="utf-8")
+    storage.write_text(marker, f"worker killed after epoch {epoch} (train.fault_kill_epoch)\n")
     print(f"fault injection: killing rank 0 after epoch {epoch}", flush=True)
     os._exit(1)
 

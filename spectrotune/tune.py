@@ -366,10 +366,6 @@ def sweep_name(config: Config, *, folds: int | None = None) -> str:
     return f"{config.tune.name}-cv{folds}" if config.tune.name else f"cv{folds}-{config.hash()}"
 
 
-def _is_uri(path: str) -> bool:
-    return storage.is_uri(path)
-
-
 def _storage_path(config: Config, out: Path | str) -> str:
     """Where Ray Tune keeps the experiments: ``tune.storage_path``, else ``OUT/sweeps`` (local or a URI)."""
     given = config.tune.storage_path
@@ -377,36 +373,28 @@ def _storage_path(config: Config, out: Path | str) -> str:
 
 
 def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
-
-
-def _fs(path: str) -> tuple[Any, str]:
-    import pyarrow.fs as pafs
-
-    return pafs.FileSystem.from_uri(path if _is_uri(path) else str(Path(path).absolute()))
+    """Experiment paths stay strings (Ray takes them as they are): ``base/part/...`` for local paths and URIs."""
+    return str(storage.join(base, *parts))
 
 
 def _write_bytes(path: str, payload: bytes) -> None:
-    fs, fs_path = _fs(path)
+    """Write an event or state file in place (no write-aside: a driver killed mid-write still leaves the name)."""
+    fs, fs_path = storage.filesystem(path)
     fs.create_dir(fs_path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(fs_path) as f:
         f.write(payload)
 
 
 def _read_bytes(path: str) -> bytes | None:
-    import pyarrow.fs as pafs
-
-    fs, fs_path = _fs(path)
-    if fs.get_file_info(fs_path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(fs_path) as f:
-        return f.readall()
+    """The file's bytes, or None when there is no such file."""
+    return storage.read_bytes(path) if storage.is_file(path) else None
 
 
 def _list_names(path: str) -> list[str]:
+    """Names of the entries directly inside ``path`` ([] when absent)."""
     import pyarrow.fs as pafs
 
-    fs, fs_path = _fs(path)
+    fs, fs_path = storage.filesystem(path)
     if fs.get_file_info(fs_path).type != pafs.FileType.Directory:
         return []
     return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(fs_path)))
