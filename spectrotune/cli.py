@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarise a prepared dataset, render examples, export noisy audio",
                        description="Print the manifest summary, render clean-vs-noisy spectrograms to a PNG and "
                                    "optionally export noisy clips as WAV.")
-    p.add_argument("data", help="prepared dataset folder")
+    p.add_argument("data", help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--out", default=None, help="where to write the PNG/WAVs (default DATA/_inspect)")
     p.add_argument("--export-audio", type=int, default=0, metavar="N", help="write N noisy clips (and their clean "
                    "originals) as WAV, rebuilt bit-identically from the source and seeds")
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "AMP on CUDA, checkpoints, resume). Rerunning with the same run name resumes. "
                                    "The best model is exported to OUT/bundle.")
     _add_config_args(p)
-    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--data", required=True, help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves, bundle/)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a bundle on the test split of a prepared dataset; writes report.json, "
                                    "report.md and plots.")
     p.add_argument("bundle", help="model bundle folder")
-    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--data", required=True, help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--out", default=None, help="report folder (default: next to the bundle, report/)")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
     p.set_defaults(func=cmd_evaluate)
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit the classical baselines on per-track handcrafted features of a prepared "
                                    "dataset, or on Kaggle's features_30_sec.csv / features_3_sec.csv (grouped by "
                                    "track so no track crosses splits).")
-    p.add_argument("--data", default=None, help="prepared dataset folder")
+    p.add_argument("--data", default=None, help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--kaggle-csv", default=None, help="Kaggle GTZAN features CSV instead of a dataset")
     p.add_argument("--split", default="fault_filtered", choices=["fault_filtered", "stratified"],
                    help="with --kaggle-csv: how tracks are split (default fault_filtered)")

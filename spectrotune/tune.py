@@ -1022,9 +1022,16 @@ def tune(
     SpectrotuneError
         Every trial failed (the results table, with each trial's error, is written first).
     """
+    return _published(out, "sweep.json", lambda local, published: _sweep(
+        config, out=local, published=published, resume=resume, progress=progress, log=log))
+
+
+def _published(out: str | Path, marker: str, run: Callable[[Path, Path | str], tuple[Any, str | None]]) -> Any:
+    """Run ``run(local folder, published path)`` and publish the folder as ``out`` (a URI: uploaded, ``marker``
+    last); a failure message it returns is raised only after its files are published."""
     published = storage.norm(out)
-    with storage.local_output(published, last=["sweep.json"]) as local:
-        result, failure = _sweep(config, out=local, published=published, resume=resume, progress=progress, log=log)
+    with storage.local_output(published, last=[marker]) as local:
+        result, failure = run(local, published)
     if failure:
         raise SpectrotuneError(failure)
     return result
@@ -1265,13 +1272,9 @@ def cross_validate(
     SpectrotuneError
         Every fold failed (``cv.json``/``cv.md`` are written first).
     """
-    published = storage.norm(out)
-    with storage.local_output(published, last=["cv.json"]) as local:
-        result, failure = _cross_validate(config, out=local, published=published, folds=folds, source=source,
-                                          resume=resume, progress=progress, log=log)
-    if failure:
-        raise SpectrotuneError(failure)
-    return result
+    return _published(out, "cv.json", lambda local, published: _cross_validate(
+        config, out=local, published=published, folds=folds, source=source, resume=resume, progress=progress,
+        log=log))
 
 
 def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: int, source: str | None,
