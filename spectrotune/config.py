@@ -194,6 +194,14 @@ class PrepareConfig:
         _positive("prepare.num_cpus", self.num_cpus)
 
 
+#: Hyperparameters each model takes (the fields of its dataclass in spectrotune.models; a test keeps them equal).
+MODEL_PARAMS: dict[str, tuple[str, ...]] = {
+    "seed_cnn": ("dropout",),
+    "cnn": ("width", "depth", "dropout"),
+    "crnn": ("width", "depth", "hidden", "layers", "dropout"),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models)."""
@@ -204,6 +212,17 @@ class ModelConfig:
     dropout: float | None = None
     hidden: int | None = None
     layers: int | None = None
+
+    def __post_init__(self) -> None:
+        # A parameter the chosen model does not have is a mistake to report, not to drop: most often a shipped
+        # config sets it for another model (demo sets width/depth for cnn) and the name was switched.
+        takes = MODEL_PARAMS[self.name]
+        extra = {key: value for key, value in self.params().items() if key not in takes}
+        if extra:
+            given = ", ".join(f"model.{k}={v!r}" for k, v in extra.items())
+            unset = " ".join(f"--set model.{k}=null" for k in extra)
+            raise ConfigError(f"{given}: not a parameter of model {self.name!r} (its parameters: {', '.join(takes)}); "
+                              f"remove it from the config or add {unset}")
 
     def params(self) -> dict[str, Any]:
         """The hyperparameters that were set, for :func:`spectrotune.models.build_model`."""

@@ -77,3 +77,25 @@ def test_saved_config_round_trips_with_same_hash(tmp_path):
     assert again == config
     assert again.hash() == config.hash()
     assert load_config("gtzan").hash() != config.hash()
+
+
+def test_model_params_table_matches_the_models():
+    import dataclasses
+
+    from spectrotune.config import MODEL_PARAMS
+    from spectrotune.models import _PARAM_CLASSES
+
+    assert {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _PARAM_CLASSES.items()} == {
+        name: set(keys) for name, keys in MODEL_PARAMS.items()}
+
+
+def test_switching_model_names_every_parameter_it_does_not_take_and_how_to_unset_them():
+    with pytest.raises(ConfigError) as info:
+        load_config("demo", overrides=["model.name=seed_cnn"])  # demo.yaml sets width and depth for cnn
+    message = str(info.value)
+    assert "demo.yaml" in message and "model.width=16" in message and "model.depth=4" in message
+    assert "--set model.width=null --set model.depth=null" in message
+    config = load_config("demo", overrides=["model.name=seed_cnn", "model.width=null", "model.depth=null"])
+    assert config.model.name == "seed_cnn" and config.model.params() == {}
+    assert load_config("demo", overrides=["model.name=crnn", "model.hidden=32"]).model.params() == {
+        "width": 16, "depth": 4, "hidden": 32}
