@@ -74,7 +74,8 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
         return
     ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True,
-             configure_logging=True, logging_level="warning")
+             configure_logging=True, logging_level="warning",
+             runtime_env={"worker_process_setup_hook": "spectrotune.ray_logs.quiet_worker_logs"})
     _STARTED_LOCAL = True
 
 

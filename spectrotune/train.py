@@ -40,12 +40,14 @@ so its rows reach the shuffle buffer in the same order whichever read task finis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,6 +295,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     config: Config = loop_config["config"]
     tc = config.train
+    _quiet_train_worker()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     device = ray.train.torch.get_device()
@@ -406,10 +409,12 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         name = f"checkpoint_epoch_{epoch:04d}"
         if rank == 0:
             if loop_config.get("progress", False):
-                print(f"epoch {epoch}/{tc.epochs}: train loss {metrics['train_loss']:.4f} acc "
-                      f"{metrics['train_accuracy']:.3f} | valid loss {metrics['valid_loss']:.4f} acc "
-                      f"{metrics['valid_accuracy']:.3f} clip {metrics[SCORE]:.3f} | "
-                      f"{metrics['samples_per_second']:.0f} samples/s", flush=True)
+                # Not print(): Ray Train patches it in workers to log *and* echo, so each line came out twice.
+                sys.stdout.write(f"epoch {epoch}/{tc.epochs}: train loss {metrics['train_loss']:.4f} acc "
+                                 f"{metrics['train_accuracy']:.3f} | valid loss {metrics['valid_loss']:.4f} acc "
+                                 f"{metrics['valid_accuracy']:.3f} clip {metrics[SCORE]:.3f} | "
+                                 f"{metrics['samples_per_second']:.0f} samples/s\n")
+                sys.stdout.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 _write_checkpoint(Path(tmp), model=model, spec=loop_config["spec"], state={
                     **state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -419,6 +424,25 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             _maybe_inject_fault(epoch, fault_epoch=tc.fault_kill_epoch, run_dir=loop_config["run_dir"])
         else:
             ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
+
+
+def _quiet_train_worker() -> None:
+    """Ray's per-epoch chatter off in this training worker (see :mod:`spectrotune.ray_logs`).
+
+    Also Ray Train's own "Reporting training result N: <every metric>" line: its logger is named after its file
+    path instead of ``ray.train.*``, so ``RunConfig(logging_config=...)`` does not reach it.
+    """
+    import logging
+
+    from spectrotune.ray_logs import quiet_worker_logs
+
+    quiet_worker_logs()
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+
+        train_context.logger.setLevel(logging.WARNING)
+    except (ImportError, AttributeError):  # a Ray whose internals moved: the line is noise, not an error
+        pass
 
 
 def _maybe_inject_fault(epoch: int, *, fault_epoch: int | None, run_dir: str) -> None:
@@ -789,7 +813,8 @@ def make_trainer(
     callbacks : sequence
         Ray Train ``UserCallback`` objects (e.g. Tune's ``TuneReportCallback`` when the run is a trial).
     progress : bool
-        Ray Data progress bars and one line per epoch from rank 0.
+        One line per epoch from rank 0 (Ray Data's progress bars stay off while training, see
+        :func:`_quiet_data_context`).
     resources_per_worker : mapping, optional
         Overrides ``{"CPU": train.cpus_per_worker}`` (e.g. fractional GPUs per trial in a sweep).
     use_gpu : bool, optional
@@ -797,11 +822,10 @@ def make_trainer(
     log : callable
     """
     import ray
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     config, tc = plan.config, plan.config.train
-    ray.data.DataContext.get_current().enable_progress_bars = progress
     if use_gpu is None:
         use_gpu = _resolve_use_gpu(tc.use_gpu, float(ray.cluster_resources().get("GPU", 0)))
     n_mels, n_frames = plan.input_shape
@@ -814,18 +838,20 @@ def make_trainer(
     columns = {"train": [MEL, LABEL], "valid": [MEL, LABEL, TRACK_ID]}
     rows = {"train": plan.train_rows, "valid": plan.valid_rows}
     nbytes = (plan.n_train + plan.n_valid) * n_mels * n_frames * 4
-    if not _should_materialize(tc.materialize, nbytes=nbytes,
-                               object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0))):
-        datasets = {name: rows[name].ray_dataset(columns[name]) for name in rows}
-    elif nbytes <= LOCAL_READ_BYTES:
-        # Tiny splits (tests, the demo, cross-validation folds): read them here with pyarrow and hand Ray Data one
-        # in-memory block each; a Ray Data read costs seconds of task start-up per split on a small machine.
-        datasets = {name: ray.data.from_arrow(rows[name].arrow_table(columns[name])) for name in rows}
-        log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
-    else:
-        # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
-        # with its own tasks, seconds of overhead per epoch on a small machine).
-        datasets = {name: rows[name].ray_dataset(columns[name]).materialize() for name in rows}
+    materialize = _should_materialize(tc.materialize, nbytes=nbytes,
+                                      object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0)))
+    with _quiet_data_context():  # each Dataset keeps a copy of the context it was made in; workers get that copy
+        if not materialize:
+            datasets = {name: rows[name].ray_dataset(columns[name]) for name in rows}
+        elif nbytes <= LOCAL_READ_BYTES:
+            # Tiny splits (tests, the demo, cross-validation folds): read them here with pyarrow and hand Ray Data
+            # one in-memory block each; a Ray Data read costs seconds of task start-up per split on a small machine.
+            datasets = {name: ray.data.from_arrow(rows[name].arrow_table(columns[name])) for name in rows}
+        else:
+            # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
+            # with its own tasks, seconds of overhead per epoch on a small machine).
+            datasets = {name: rows[name].ray_dataset(columns[name]).materialize() for name in rows}
+    if materialize:
         log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
     return TorchTrainer(
         train_fn_per_worker,
@@ -838,19 +864,44 @@ def make_trainer(
             checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute=SCORE,
                                                checkpoint_score_order="max"),
             callbacks=list(callbacks),
+            # Ray Train's INFO lines (every report's full metrics, every checkpoint path) drown the epoch lines;
+            # Ray still writes every level to its session logs (logs/train/ray-train-sys-*.log).
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"], execution_options=_ingest_options()),
     )
 
 
-def _ingest_options() -> Any:
-    """Train's default ingest options with ``preserve_order``: batches no longer depend on task timing."""
-    from ray.train import DataConfig
+@contextlib.contextmanager
+def _quiet_data_context() -> Iterator[None]:
+    """Ray Data without progress bars or "Execution plan" lines while the block runs (then as it was).
 
-    options = DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return options
+    Drawn by remote training workers, every epoch's bars arrive as hundreds of garbled lines; rank 0's epoch line
+    says more.
+    """
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    saved = context.enable_progress_bars, context.print_on_execution_start
+    context.enable_progress_bars = context.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        context.enable_progress_bars, context.print_on_execution_start = saved
+
+
+def _ingest_options() -> Any:
+    """Train's default ingest options with ``preserve_order``: batches no longer depend on task timing.
+
+    Built here rather than from ``DataConfig.default_ingest_options()``, which passes the deprecated
+    ``exclude_resources`` and makes Ray Data warn on every run.
+    """
+    from ray.data import DataContext, ExecutionOptions
+
+    current = DataContext.get_current().execution_options
+    return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
+                            verbose_progress=current.verbose_progress)
 
 
 def run_history(result: Any) -> list[dict[str, Any]]:
@@ -958,7 +1009,7 @@ def train(
     config : Config
         ``config.model``, ``config.train`` and ``config.seed`` are used; the rest is saved with the outputs.
     progress : bool
-        Show Ray Data progress bars and one line per epoch.
+        One line per epoch.
     log : callable
         Receives the driver's progress messages.
 

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -181,7 +182,7 @@ def on_s3(s3, tmp_path_factory):
     out = f"s3://{BUCKET}/flows/one"
     try:
         log = _run_cli(["pipeline", "--config", "demo", "--source", str(base / "corpus"), "--out", out,
-                        "--no-progress", *(a for kv in SMALL for a in ("--set", kv))], env=s3, ray_tmp=ray_tmp)
+                        *(a for kv in SMALL for a in ("--set", kv))], env=s3, ray_tmp=ray_tmp)
         yield base, out, log, ray_tmp
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -208,6 +209,18 @@ def test_pipeline_writes_dataset_checkpoints_bundle_and_report_to_s3(on_s3, s3_e
     report = json.loads(storage.read_text(storage.join(out, "run", "report", "report.json")))
     assert report["bundle"]["path"] == f"{out}/run/bundle" and report["data"]["path"] == data
     assert f"{out}/run/report/report.md" in log
+
+
+def test_cli_output_shows_each_epoch_once_and_no_ray_chatter(on_s3):
+    """The pipeline run above is the suite's one CLI run with its own local Ray: its output must stay readable."""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", on_s3[2])  # Ray colours the "(RayTrainWorker pid=…)" prefixes
+    assert len([line for line in log.splitlines() if "epoch 1/1: train loss" in line]) == 1
+    # Ray's own per-second / per-epoch lines: hundreds of them in a demo before spectrotune.ray_logs
+    for chatter in ("Failed to query Ray Train Controller", "Reporting training result", "Progress bars disabled",
+                    "Checkpoint successfully created"):
+        assert chatter not in log, chatter
+    worker_lines = [line for line in log.splitlines() if line.startswith(("(RayTrainWorker", "(SplitCoordinator"))]
+    assert not [line for line in worker_lines if "execution finished" in line], worker_lines
 
 
 def test_bundle_on_s3_predicts_and_writes_predictions_to_s3(on_s3, s3_env):
