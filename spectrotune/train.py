@@ -25,8 +25,13 @@ Resuming. Ray Train V2 keeps a checkpoint-manager snapshot in the run folder (``
 ``TorchTrainer`` with the same ``RunConfig(name, storage_path)`` loads it and hands its latest checkpoint to the
 workers through ``ray.train.get_checkpoint()``, exactly as after a worker failure (``FailureConfig``). The worker
 loop therefore only has one resume path: load weights, optimiser, schedule, scaler, history and early-stopping
-state, continue at ``epoch + 1``. The default run name is ``train-<config hash>``, so rerunning the same command
-continues the same run (a finished run just rebuilds the bundle); change anything and a new run starts.
+state, continue at ``epoch + 1``. The default run name is ``train-<hash of the config and the dataset>`` (the
+dataset's :func:`dataset_id`), so rerunning the same command on the same prepared dataset continues the same run
+(a finished run just rebuilds the bundle); change the config or prepare the data again and a new run starts. The
+checkpoint spec holds the dataset id too, so an explicit ``train.run_name`` cannot resume onto other data.
+
+Validation uses the valid split's clean rows (see :func:`_valid_variants`); ``train.variants`` filters the train
+rows.
 
 Every checkpoint holds ``model.safetensors`` (the unwrapped model, normalisation included), ``state.pt`` (plain
 tensors and dicts, read back with ``torch.load(weights_only=True)``) and ``spec.json`` (model and data shape, used
@@ -41,6 +46,7 @@ so its rows reach the shuffle buffer in the same order whichever read task finis
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -74,6 +80,7 @@ __all__ = [
     "norm_stats",
     "plan_run",
     "run_history",
+    "track_best",
     "train",
     "train_fn_per_worker",
 ]
@@ -222,6 +229,24 @@ def _cos_interp(start: float, end: float, t: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
 
 
+def track_best(state: Mapping[str, Any], metrics: Mapping[str, Any], *, patience: int) -> dict[str, Any]:
+    """Early-stopping bookkeeping after one epoch: the state's new ``epoch``, ``history``, ``best``, ``best_epoch``,
+    ``bad_epochs`` and ``stop``.
+
+    An epoch improves when its :data:`SCORE` (valid clip accuracy) beats the best so far strictly; a tie keeps the
+    earlier epoch (fewer epochs, same score). ``stop`` is True once ``patience`` epochs in a row did not improve
+    (``patience`` 0: never stop early).
+    """
+    epoch = int(metrics["epoch"])
+    best = state.get("best")
+    if best is None or metrics[SCORE] > best[SCORE]:
+        best, best_epoch, bad_epochs = dict(metrics), epoch, 0
+    else:
+        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"]) + 1
+    return {"epoch": epoch, "history": [*state.get("history", []), dict(metrics)], "best": best,
+            "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stop": bool(patience) and bad_epochs >= patience}
+
+
 def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
     # Distinct, reproducible streams per (seed, rank, epoch): a resumed epoch draws what it would have drawn.
     return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1, np.uint64)[0] >> 1)
@@ -316,8 +341,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             weights, loaded_state, spec = _read_checkpoint(Path(directory))
         if spec != loop_config["spec"]:
-            raise ConfigError(f"cannot resume: the run's checkpoints were made for {spec}, "
-                              f"this config asks for {loop_config['spec']}; use another train.run_name")
+            raise ConfigError(f"cannot resume this run with {_spec_difference(spec, loop_config['spec'])}; "
+                              "use another train.run_name")
         model.load_state_dict(weights)
         state.update({k: loaded_state[k] for k in ("epoch", "history", "best", "best_epoch", "bad_epochs",
                                                    "attempt")})
@@ -397,14 +422,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             "samples_per_second": seen / max(train_seconds, 1e-9),
             "attempt": int(state["attempt"]),
         }
-        history = [*state["history"], metrics]
-        if state["best"] is None or metrics[SCORE] > state["best"][SCORE]:
-            best, best_epoch, bad_epochs = metrics, epoch, 0
-        else:
-            best, best_epoch, bad_epochs = state["best"], state["best_epoch"], int(state["bad_epochs"]) + 1
-        state.update(epoch=epoch, history=history, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs)
+        state.update(track_best(state, metrics, patience=tc.patience))
         # Ranks see the same valid split but not bit-identical weights' BN buffers; rank 0 decides for all.
-        stopped = _broadcast_flag(bool(tc.patience) and bad_epochs >= tc.patience, device)
+        stopped = _broadcast_flag(state["stop"], device)
 
         name = f"checkpoint_epoch_{epoch:04d}"
         if rank == 0:
@@ -588,15 +608,38 @@ def _should_materialize(setting: bool | None, *, nbytes: int, object_store_bytes
     return bool(setting)
 
 
-def _run_name(config: Config) -> str:
-    return config.train.run_name or f"train-{config.hash()}"
+def dataset_id(manifest: Mapping[str, Any]) -> str:
+    """A short fingerprint of one prepared dataset: its whole manifest (config, counts, creation time), hashed.
+
+    Preparing again, even with the same config and source, gives a new id: the audio may have changed.
+    """
+    text = json.dumps(manifest, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _model_spec(config: Config, *, labels: Sequence[str], input_shape: Sequence[int]) -> dict[str, Any]:
+def _run_name(config: Config, data_id: str) -> str:
+    """``train.run_name``, else ``train-<hash of the config and the dataset>``: rerunning the same command on the
+    same prepared dataset continues the run; another config or another dataset starts a new one."""
+    if config.train.run_name:
+        return config.train.run_name
+    return "train-" + hashlib.sha256(f"{config.hash()}:{data_id}".encode()).hexdigest()[:12]
+
+
+def _model_spec(config: Config, *, labels: Sequence[str], input_shape: Sequence[int], data_id: str
+                ) -> dict[str, Any]:
     from spectrotune.models import model_params
 
     return {"model": config.model.name, "params": model_params(config.model.name, config.model.params()),
-            "labels": list(labels), "input_shape": [int(s) for s in input_shape]}
+            "labels": list(labels), "input_shape": [int(s) for s in input_shape], "data": data_id}
+
+
+def _valid_variants(manifest: Mapping[str, Any], train_variants: tuple[str, ...]) -> tuple[str, ...]:
+    """Validation scores the clean rows, as the test report's headline does; noisy valid rows (``noise.splits``
+    including valid) would mix two questions into the number that picks the best epoch. Without clean valid rows
+    (``noise.keep_clean: false``) the ``train.variants`` filter applies (empty: every variant)."""
+    per_genre = (manifest.get("counts", {}).get("per_split_genre_variant", {}).get("valid") or {}).values()
+    present = {variant for variants in per_genre for variant in variants}
+    return (CLEAN,) if CLEAN in present else train_variants
 
 
 def _pick_best(result: Any) -> tuple[Any, dict[str, Any]]:
@@ -666,7 +709,7 @@ def _check_resumable(run_dir: Path | str, spec: Mapping[str, Any], *, epochs: in
         spec_path = Path(directory) / SPEC
         old = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
     if old is not None and old != dict(spec):
-        raise ConfigError(f"{run_dir}: this run was trained with {old}, the config asks for {dict(spec)}; "
+        raise ConfigError(f"{run_dir}: cannot resume this run with {_spec_difference(old, spec)}; "
                           f"set another train.run_name or remove the run folder")
     done = int((previous.metrics or {}).get("epoch", 0))
     if done >= epochs:
@@ -674,6 +717,14 @@ def _check_resumable(run_dir: Path | str, spec: Mapping[str, Any], *, epochs: in
             "checkpoints")
     else:
         log(f"resuming run {storage.name(run_dir)} after epoch {done} (of {epochs})")
+
+
+def _spec_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between a run's checkpoint spec and this config's, in words (for the resume refusal)."""
+    what = {"data": "another prepared dataset", "model": "another model", "params": "other model parameters",
+            "labels": "other labels", "input_shape": "another input shape"}
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return "; ".join(f"{what.get(k, k)} (run: {old.get(k)!r}, now: {new.get(k)!r})" for k in keys)
 
 
 def _training_error(error: Exception, *, run_dir: Path | str) -> SpectrotuneError:
@@ -769,7 +820,7 @@ def plan_run(
             raise ConfigError(f"train.variants: {unknown} not in the dataset (it has {sorted(known)})")
     if tracks is None:
         train_rows = RowSelection((_split_dir(data, "train"),), None, variants, "train")
-        valid_rows = RowSelection((_split_dir(data, "valid"),), None, variants, "valid")
+        valid_rows = RowSelection((_split_dir(data, "valid"),), None, _valid_variants(manifest, variants), "valid")
     else:
         missing = [k for k in ("train", "valid") if k not in tracks]
         if missing:
@@ -785,7 +836,7 @@ def plan_run(
     n_train = _check_rows(data, train_rows)
     n_valid = _check_rows(data, valid_rows)
     norm_mean, norm_std, _ = _scan_rows(train_rows, n_mels=n_mels)
-    spec = _model_spec(config, labels=labels, input_shape=(n_mels, n_frames))
+    spec = _model_spec(config, labels=labels, input_shape=(n_mels, n_frames), data_id=dataset_id(manifest))
     return RunPlan(data=data, config=config, manifest=manifest, labels=labels, input_shape=(n_mels, n_frames),
                    train_rows=train_rows, valid_rows=valid_rows, n_train=n_train, n_valid=n_valid,
                    norm_mean=norm_mean, norm_std=norm_std, spec=spec)
@@ -1038,7 +1089,7 @@ def train(
 
     init_ray()
     storage_root = storage.norm(tc.storage_path) if tc.storage_path else storage.join(out, "runs")
-    run_name = _run_name(config)
+    run_name = _run_name(config, plan.spec["data"])
     run_dir = storage.join(storage_root, run_name)
     _check_resumable(run_dir, plan.spec, epochs=tc.epochs, log=log)
 

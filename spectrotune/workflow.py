@@ -25,6 +25,9 @@ def run_pipeline(
 ) -> dict:
     """Prepare ``source`` into ``out/dataset``, train into ``out/run``, evaluate into ``out/run/report``.
 
+    With ``overwrite`` an existing ``out/dataset`` is replaced and, once the new one is written, ``out/run`` is
+    removed: its checkpoints were trained on the old data. Without it an existing dataset is refused.
+
     Returns the evaluation report (see :func:`spectrotune.evaluate.evaluate`).
     """
     from spectrotune.evaluate import evaluate, headline
@@ -36,6 +39,9 @@ def run_pipeline(
     log(f"{steps[0]} preparing {source} with Ray Data")
     prepared = prepare(source, dataset, config=config, overwrite=overwrite, progress=progress, log=log)
     log(prepared.summary())
+    if overwrite and storage.exists(run):
+        # Starting over: the old run's checkpoints, bundle and report belong to the data just replaced.
+        storage.delete(run)
     log(f"{steps[1]} training {config.model.name} with Ray Train for up to {config.train.epochs} epochs")
     trained = train(dataset, run, config=config, progress=progress, log=log)
     log(f"{steps[2]} evaluating on the test split (robustness to noise, classical baselines)")

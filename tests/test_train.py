@@ -22,7 +22,8 @@ from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
 from spectrotune.models import build_model
 from spectrotune.pipeline import prepare
 from spectrotune.synth import generate_corpus
-from spectrotune.train import METRIC_KEYS, _training_error, clip_accuracy, lr_factor, norm_stats, train
+from spectrotune.train import (METRIC_KEYS, _run_name, _training_error, clip_accuracy, dataset_id, lr_factor,
+                               norm_stats, plan_run, track_best, train)
 
 TRAIN_SETTINGS = ["train.batch_size=16", "model.name=cnn", "model.width=8", "model.depth=3",
                   "train.shuffle_buffer=64", "train.patience=0", "train.keep_checkpoints=2"]
@@ -68,6 +69,17 @@ def test_train_writes_bundle_history_and_curves(trained):
     assert result.metrics["valid_clip_accuracy"] == best
 
 
+def test_only_the_best_k_checkpoints_and_the_latest_are_kept(trained):
+    _, result = trained
+    score = {h["epoch"]: h["valid_clip_accuracy"] for h in result.history}
+    kept = {int(p.name.rsplit("_", 1)[1]) for p in result.run_dir.glob("checkpoint_epoch_*")}
+    latest, keep = max(score), 2  # train.keep_checkpoints=2; Ray Train also keeps the latest, to resume from
+    assert result.metrics["epoch"] in kept and latest in kept and len(kept) <= keep + 1
+    ranked = [e for e in kept if e != latest]
+    for dropped in set(score) - kept:
+        assert score[dropped] <= min(score[e] for e in ranked)
+
+
 def test_bundle_holds_the_best_checkpoint_and_predicts_like_it(trained, prepared):
     _, result = trained
     bundle = load_bundle(result.bundle)
@@ -108,7 +120,9 @@ def test_rerun_with_the_same_run_name_continues(trained, prepared, tmp_path):
 
 
 def test_killed_worker_resumes_from_the_last_checkpoint(prepared, tmp_path):
-    config = _config("train.epochs=3", "train.fault_kill_epoch=1", "train.max_failures=1", "train.run_name=kill")
+    # The augmentation options ride along: this run is the suite's one fit with SpecAugment, mixup and smoothing on.
+    config = _config("train.epochs=3", "train.fault_kill_epoch=1", "train.max_failures=1", "train.run_name=kill",
+                     "train.spec_augment=true", "train.mixup_alpha=0.2", "train.label_smoothing=0.1")
     result = train(prepared, tmp_path / "out", config=config, progress=False, log=lambda _: None)
     assert (result.run_dir / "fault-injected-epoch-1").is_file()  # the worker really was killed
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
@@ -132,6 +146,51 @@ def test_empty_split_is_named(prepared, tmp_path, split):
         shard.unlink()
     with pytest.raises(DatasetError, match=f"the {split} split is empty"):
         train(data, tmp_path / "out", config=_config(), log=lambda _: None)
+
+
+def _other_preparation(prepared, tmp_path):
+    """The same dataset prepared again: identical rows, a new manifest (another creation time), so another id."""
+    data = tmp_path / "again"
+    shutil.copytree(prepared, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["created_unix"] += 1.0
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    return data
+
+
+def test_a_run_never_resumes_onto_another_prepared_dataset(trained, prepared, tmp_path):
+    out, _ = trained
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    with pytest.raises(ConfigError, match="cannot resume this run with another prepared dataset"):
+        # the same explicit run name: refused before any worker starts
+        train(_other_preparation(prepared, tmp_path), copy, config=_config("train.epochs=4", "train.run_name=e2e"),
+              log=lambda _: None)
+
+
+def test_default_run_name_follows_config_and_dataset(prepared, tmp_path):
+    other = D.read_manifest(_other_preparation(prepared, tmp_path))
+    manifest = D.read_manifest(prepared)
+    assert dataset_id(manifest) == dataset_id(D.read_manifest(prepared)) != dataset_id(other)
+    config = _config()
+    name = _run_name(config, dataset_id(manifest))
+    assert name.startswith("train-") and name == _run_name(_config(), dataset_id(manifest))
+    assert name != _run_name(config, dataset_id(other))
+    assert name != _run_name(_config("train.lr=0.01"), dataset_id(manifest))
+    assert _run_name(_config("train.run_name=mine"), dataset_id(other)) == "mine"
+
+
+def test_validation_uses_clean_rows_even_when_the_valid_split_has_noisy_ones(tmp_path, ray_session):
+    generate_corpus(tmp_path / "corpus", genres=2, tracks=4, seconds=6.0, seed=1)
+    config = load_config("demo", overrides=["features.n_mels=16", "features.handcrafted=false",
+                                            "noise.splits=[train, valid]", "noise.variants=[{kind: pink, snr_db: 5}]",
+                                            "train.variants=[pink@5dB]"])
+    prepare(tmp_path / "corpus", tmp_path / "data", config=config, progress=False)
+    plan = plan_run(tmp_path / "data", config=config)
+    counts = D.read_manifest(tmp_path / "data")["counts"]["per_split_genre_variant"]
+    assert plan.valid_rows.variants == ("clean",) and plan.train_rows.variants == ("pink@5dB",)
+    assert plan.n_valid == sum(genre["clean"] for genre in counts["valid"].values())
+    assert plan.n_train == sum(genre["pink@5dB"] for genre in counts["train"].values())
 
 
 def test_unknown_variant_is_a_config_error(prepared, tmp_path):
@@ -187,3 +246,19 @@ def test_norm_stats_match_numpy_and_floor_constant_bins():
     expected_std = mel.astype(np.float64).std(axis=(0, 2))
     np.testing.assert_allclose(std[expected_std > 0], expected_std[expected_std > 0], rtol=1e-5)
     assert std[3] == pytest.approx(1e-3) and rows == 50 and mean.dtype == np.float32
+
+
+def test_early_stopping_counts_epochs_without_strict_improvement():
+    state: dict = {"history": [], "best": None}
+    stops = []
+    for epoch, score in enumerate([0.5, 0.7, 0.7, 0.6, 0.8, 0.8, 0.8], start=1):
+        state.update(track_best(state, {"epoch": epoch, "valid_clip_accuracy": score}, patience=2))
+        stops.append(state["stop"])
+    # 0.7 at epoch 2 is best; the tie at 3 and the drop at 4 make two bad epochs -> stop after epoch 4
+    assert stops == [False, False, False, True, False, False, True]
+    assert state["best_epoch"] == 5 and state["best"]["valid_clip_accuracy"] == 0.8  # a tie keeps the earlier
+    assert [h["epoch"] for h in state["history"]] == list(range(1, 8))
+    state = {"history": [], "best": None}
+    for epoch in range(1, 6):  # patience 0: never stop
+        state.update(track_best(state, {"epoch": epoch, "valid_clip_accuracy": 0.1}, patience=0))
+        assert not state["stop"]

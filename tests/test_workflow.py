@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from spectrotune import dataset as D
 from spectrotune.config import load_config
 from spectrotune.predict import predict
 from spectrotune.synth import generate_corpus
@@ -38,9 +40,31 @@ def test_pipeline_learns_the_synthetic_genres_far_above_chance(flow):
 
 def test_predict_with_the_trained_bundle_names_the_right_genres(flow):
     base, _ = flow
-    files = sorted((base / "corpus" / "genres_original").rglob("*.wav"))
+    # only the test tracks: the model has seen the others
+    test_ids = set(D.read_split(base / "out" / "dataset", "test", columns=[D.TRACK_ID]).column(D.TRACK_ID).to_pylist())
+    files = sorted(f for f in (base / "corpus" / "genres_original").rglob("*.wav") if f.stem in test_ids)
+    assert len(files) == len(test_ids) == 6
     result = predict(base / "out" / "run" / "bundle", files, top_k=2, use_ray=False, log=lambda _: None)
     rows = result.rows
     assert len(rows) == len(files) and all(r["status"] == "ok" for r in rows)
     correct = sum(r["top1"] == f.parent.name for r, f in zip(rows, files, strict=True))
     assert correct / len(files) >= 2 / 3
+
+
+def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
+    import spectrotune.train
+
+    base, _ = flow
+    out = tmp_path / "out"
+    (out / "run" / "runs" / "train-old").mkdir(parents=True)  # checkpoints of data about to be replaced
+    seen = {}
+
+    def stop_before_training(data, run, **_):
+        seen["run_left"] = Path(run).exists()
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(spectrotune.train, "train", stop_before_training)
+    config = load_config("demo", overrides=["noise.enabled=false", "features.n_mels=16"])
+    with pytest.raises(RuntimeError, match="stop before training"):
+        run_pipeline(base / "corpus", out, config=config, overwrite=True, progress=False, log=lambda _: None)
+    assert seen == {"run_left": False} and (out / "dataset" / "manifest.json").is_file()
