@@ -68,3 +68,36 @@ def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop before training"):
         run_pipeline(base / "corpus", out, config=config, overwrite=True, progress=False, log=lambda _: None)
     assert seen == {"run_left": False} and (out / "dataset" / "manifest.json").is_file()
+
+
+def test_cli_evaluate_predict_and_export_work_on_the_trained_bundle(flow, tmp_path, capsys):
+    """The commands a user types after training, through the command line (in this process, no Ray needed)."""
+    import numpy as np
+    import soundfile as sf
+
+    from spectrotune.cli import main
+
+    base, _ = flow
+    bundle, data = base / "out" / "run" / "bundle", base / "out" / "dataset"
+    assert main(["evaluate", str(bundle), "--data", str(data), "--out", str(tmp_path / "report"),
+                 "--no-baselines"]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["baselines"]["available"] is False  # --no-baselines
+    assert f"clip accuracy {report['clip_accuracy']:.3f}" in capsys.readouterr().out
+
+    wav = sorted((base / "corpus" / "genres_original").rglob("*.wav"))[0]
+    short = tmp_path / "short.wav"  # 1 s stereo at 44.1 kHz: resampled, mixed down, padded to one window
+    sf.write(short, np.random.default_rng(0).normal(0, 0.1, (44100, 2)), 44100)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    out_csv = tmp_path / "preds.csv"
+    assert main(["predict", str(bundle), str(wav), str(short), str(broken), "--top-k", "2", "--no-ray",
+                 "--output", str(out_csv)]) == 0
+    printed = capsys.readouterr().out
+    assert "padded" in printed and "1 file(s) could not be predicted" in printed and str(broken) in printed
+    rows = out_csv.read_text().splitlines()
+    assert rows[0].startswith("path,status,reason,padded,n_segments,top1,p1,top2,p2") and len(rows) == 4
+
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", str(bundle), "--onnx", str(onnx_file)]) == 0
+    assert onnx_file.stat().st_size > 0 and "output 'logits' [batch, 3]" in capsys.readouterr().out
