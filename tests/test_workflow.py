@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spectrotune import dataset as D
@@ -72,7 +73,6 @@ def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
 
 def test_cli_evaluate_predict_and_export_work_on_the_trained_bundle(flow, tmp_path, capsys):
     """The commands a user types after training, through the command line (in this process, no Ray needed)."""
-    import numpy as np
     import soundfile as sf
 
     from spectrotune.cli import main
@@ -101,3 +101,20 @@ def test_cli_evaluate_predict_and_export_work_on_the_trained_bundle(flow, tmp_pa
     onnx_file = tmp_path / "model.onnx"
     assert main(["export", str(bundle), "--onnx", str(onnx_file)]) == 0
     assert onnx_file.stat().st_size > 0 and "output 'logits' [batch, 3]" in capsys.readouterr().out
+
+
+def test_predict_computes_exactly_the_inputs_prepare_wrote(flow):
+    """The bundle's audio and log-mel parameters reproduce the dataset's test rows of a track, segment by segment."""
+    from spectrotune.bundle import load_bundle
+    from spectrotune.predict import _segments_of
+
+    base, _ = flow
+    bundle = load_bundle(base / "out" / "run" / "bundle")
+    table = D.read_split(base / "out" / "dataset", "test", columns=[D.TRACK_ID, D.GENRE, D.SEGMENT, D.MEL],
+                         variants=[D.CLEAN])
+    track = table.column(D.TRACK_ID)[0].as_py()
+    rows = table.filter(table.column(D.TRACK_ID).to_numpy(zero_copy_only=False) == track).sort_by(D.SEGMENT)
+    wav = base / "corpus" / "genres_original" / rows.column(D.GENRE)[0].as_py() / f"{track}.wav"
+    mel, padded, _ = _segments_of(bundle, str(wav))
+    assert not padded and mel.shape == (rows.num_rows, *bundle.input_shape)
+    np.testing.assert_array_equal(mel, D.mel_array(rows))  # bit for bit: same decode, segmentation and log-mel
