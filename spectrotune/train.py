@@ -14,6 +14,7 @@ Output layout::
       config.yaml      the resolved config
       history.json     one entry per epoch (the metrics below)
       curves.png       loss and accuracy per epoch
+      train.log        this command's messages and one line per epoch of the run (what the console showed)
       runs/<run name>/ Ray Train's run folder: checkpoints and the checkpoint-manager snapshot
 
 Per-epoch metrics: ``epoch``, ``train_loss``, ``train_accuracy``, ``valid_loss``, ``valid_accuracy`` (per segment),
@@ -229,6 +230,13 @@ def _cos_interp(start: float, end: float, t: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
 
 
+def epoch_line(metrics: Mapping[str, Any], *, epochs: int) -> str:
+    """One epoch's metrics as the one line the console (rank 0) and ``train.log`` show."""
+    return (f"epoch {metrics['epoch']}/{epochs}: train loss {metrics['train_loss']:.4f} acc "
+            f"{metrics['train_accuracy']:.3f} | valid loss {metrics['valid_loss']:.4f} acc "
+            f"{metrics['valid_accuracy']:.3f} clip {metrics[SCORE]:.3f} | {metrics['samples_per_second']:.0f} samples/s")
+
+
 def track_best(state: Mapping[str, Any], metrics: Mapping[str, Any], *, patience: int) -> dict[str, Any]:
     """Early-stopping bookkeeping after one epoch: the state's new ``epoch``, ``history``, ``best``, ``best_epoch``,
     ``bad_epochs`` and ``stop``.
@@ -430,10 +438,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             if loop_config.get("progress", False):
                 # Not print(): Ray Train patches it in workers to log *and* echo, so each line came out twice.
-                sys.stdout.write(f"epoch {epoch}/{tc.epochs}: train loss {metrics['train_loss']:.4f} acc "
-                                 f"{metrics['train_accuracy']:.3f} | valid loss {metrics['valid_loss']:.4f} acc "
-                                 f"{metrics['valid_accuracy']:.3f} clip {metrics[SCORE]:.3f} | "
-                                 f"{metrics['samples_per_second']:.0f} samples/s\n")
+                sys.stdout.write(epoch_line(metrics, epochs=tc.epochs) + "\n")
                 sys.stdout.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 _write_checkpoint(Path(tmp), model=model, spec=loop_config["spec"], state={
@@ -974,8 +979,10 @@ def export_run(
     run_dir: Path | None = None,
     log: Callable[[str], None] = print,
     t_start: float | None = None,
+    driver_log: Sequence[str] = (),
 ) -> TrainResult:
-    """Turn a run's best checkpoint into ``out/bundle`` plus ``config.yaml``, ``history.json``, ``curves.png``.
+    """Turn a run's best checkpoint into ``out/bundle`` plus ``config.yaml``, ``history.json``, ``curves.png`` and
+    ``train.log`` (``driver_log``, this command's messages, then one line per epoch of the whole run).
 
     Parameters
     ----------
@@ -1009,19 +1016,46 @@ def export_run(
     model.load_state_dict(weights)
     model.eval()
     prep = plan.manifest.get("config", {})
+    bundle = storage.join(out, "bundle")
+    summary = (f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
+               f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
+    log_text = _train_log(driver_log, history, epochs=config.train.epochs, summary=summary)
     with storage.local_output(out, last=[f"bundle/{BUNDLE_META}"]) as local:
         _write_outputs(local, plan=plan, config=config, model=model, params=params, labels=labels,
-                       best_epoch=best_epoch, best=best, history=history, prep=prep)
-    bundle = storage.join(out, "bundle")
-    log(f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
-        f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
+                       best_epoch=best_epoch, best=best, history=history, prep=prep, log_text=log_text)
+    log(summary)
     return TrainResult(bundle=bundle, run_dir=run_dir if run_dir is not None else str(result.path),
                        metrics=dict(best), history=history)
 
 
+def _recording(log: Callable[[str], None], lines: list[str]) -> Callable[[str], None]:
+    """``log`` that also keeps each message, timestamped, in ``lines`` (for ``train.log``)."""
+
+    def record(message: str) -> None:
+        lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}")
+        log(message)
+
+    return record
+
+
+def _train_log(driver_log: Sequence[str], history: Sequence[Mapping[str, Any]], *, epochs: int,
+               summary: str) -> str:
+    """``train.log``: the command's own messages, every epoch of the run (a resumption marked), the outcome."""
+    lines = list(driver_log)
+    attempt = None
+    for entry in history:
+        if entry.get("attempt") != attempt:
+            attempt = entry.get("attempt")
+            lines.append(f"-- attempt {attempt} (a resumed run or a restarted worker starts a new one)"
+                         if attempt != 1 else "-- attempt 1")
+        lines.append(epoch_line(entry, epochs=epochs))
+    lines.append(summary)
+    return "\n".join(lines) + "\n"
+
+
 def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.Module, params: Mapping[str, Any],
                    labels: list[str], best_epoch: int, best: Mapping[str, Any], history: list[dict[str, Any]],
-                   prep: Mapping[str, Any]) -> None:
+                   prep: Mapping[str, Any], log_text: str) -> None:
     from spectrotune.bundle import save_bundle
 
     n_mels, n_frames = plan.input_shape
@@ -1036,6 +1070,7 @@ def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.
     )  # fmt: skip
     save_config(config, out)
     _atomic_write(out / "history.json", json.dumps(history, indent=2))
+    _atomic_write(out / "train.log", log_text)
     plot_curves(history, out / "curves.png")
 
 
@@ -1083,6 +1118,9 @@ def train(
 
     t_start = time.perf_counter()
     out = storage.norm(out)
+    driver_log: list[str] = []
+    log = _recording(log, driver_log)
+    log(f"spectrotune train: data {storage.norm(data)}, out {out}, config hash {config.hash()}")
     plan = plan_run(data, config=config)
     tc = config.train
     n_mels, n_frames = plan.input_shape
@@ -1104,4 +1142,4 @@ def train(
         raise _training_error(e, run_dir=run_dir) from e
     if result.checkpoint is None:
         raise SpectrotuneError(f"training run {run_name} produced no checkpoint")
-    return export_run(plan, result, out, run_dir=run_dir, log=log, t_start=t_start)
+    return export_run(plan, result, out, run_dir=run_dir, log=log, t_start=t_start, driver_log=driver_log)

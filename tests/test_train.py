@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import spectrotune
 from spectrotune import dataset as D
 from spectrotune.bundle import load_bundle
 from spectrotune.config import load_config
@@ -65,6 +66,11 @@ def test_train_writes_bundle_history_and_curves(trained):
     assert json.loads((out / "history.json").read_text()) == result.history
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "config.yaml").is_file()
+    log = (out / "train.log").read_text()
+    assert "spectrotune train: data" in log and "-- attempt 1" in log
+    assert [line.split(":")[0] for line in log.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert log.rstrip().splitlines()[-1].startswith(f"best epoch {result.metrics['epoch']}/3")
     best = max(h["valid_clip_accuracy"] for h in result.history)
     assert result.metrics["valid_clip_accuracy"] == best
 
@@ -87,6 +93,9 @@ def test_bundle_holds_the_best_checkpoint_and_predicts_like_it(trained, prepared
     assert bundle.labels == manifest["labels"] and bundle.input_shape == tuple(manifest["mel"]["shape"])
     meta = bundle.meta
     assert meta["metrics"]["best_epoch"] == result.metrics["epoch"]
+    assert meta["package_version"] == spectrotune.__version__
+    assert meta["config_hash"] == _config("train.epochs=3", "train.run_name=e2e").hash()
+    assert [h["epoch"] for h in meta["metrics"]["history"]] == [1, 2, 3]
     assert meta["audio"]["test_hop_seconds"] == meta["audio"]["segment_seconds"]  # test split: no overlap
     assert meta["features"]["n_mels"] == 32
     # the model the run checkpointed at its best epoch, rebuilt in memory, predicts exactly like the bundle
