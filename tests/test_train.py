@@ -1,7 +1,8 @@
 """Training on Ray Train: end to end, resuming after a killed worker, continuing a rerun, and the pure helpers.
 
-Each ``TorchTrainer.fit`` costs ~20-30 s of fixed overhead on 2 cores, so the file runs three fits: one module
-fixture (3 epochs) shared by the end-to-end checks and the rerun test, and the fault-injection run.
+Each ``TorchTrainer.fit`` costs ~20-30 s of fixed overhead on 2 cores, so the file runs four fits: one module
+fixture (3 epochs) shared by the end-to-end checks, the rerun test (resumes a copy of it), the repeat that checks
+determinism, and the fault-injection run.
 """
 
 from __future__ import annotations
@@ -124,6 +125,17 @@ def test_rerun_with_the_same_run_name_continues(trained, prepared, tmp_path):
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.history[:3] == first.history  # the earlier epochs were not trained again
     assert [h["attempt"] for h in result.history] == [1, 1, 1, 2]
+
+
+def test_same_config_and_data_train_the_same_model(trained, prepared, tmp_path):
+    """Seeds are fixed: initial weights, dropout, shuffles and augmentation draws repeat, so does every metric."""
+    _, first = trained
+    again = train(prepared, tmp_path / "out", config=_config("train.epochs=3", "train.run_name=again"),
+                  progress=False, log=lambda _: None)
+    learned = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "valid_clip_accuracy", "lr")
+    assert [{k: h[k] for k in learned} for h in again.history] == [{k: h[k] for k in learned} for h in first.history]
+    ours, theirs = (load_file(str(r.bundle / "model.safetensors")) for r in (again, first))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)  # bit for bit
 
 
 # ----------------------------------------------------------------------------------------------- fault tolerance
