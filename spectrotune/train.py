@@ -35,8 +35,8 @@ Validation uses the valid split's clean rows (see :func:`_valid_variants`); ``tr
 rows.
 
 Every checkpoint holds ``model.safetensors`` (the unwrapped model, normalisation included), ``state.pt`` (plain
-tensors and dicts, read back with ``torch.load(weights_only=True)``) and ``spec.json`` (model and data shape, used
-to refuse resuming a run with a different model). Only rank 0 writes checkpoints.
+tensors and dicts, read back with ``torch.load(weights_only=True)``) and ``spec.json`` (model, labels, input shape
+and dataset id, used to refuse resuming a run with another model or onto other data). Only rank 0 writes checkpoints.
 
 Randomness: the model is initialised from ``seed``; the dropout RNG, the augmentation generator and Ray Data's
 local shuffle are reseeded at the start of every epoch from ``(seed, rank, epoch)``, so a resumed run draws the
@@ -701,7 +701,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _check_resumable(run_dir: Path | str, spec: Mapping[str, Any], *, epochs: int,
                      log: Callable[[str], None]) -> None:
-    """Refuse early (before starting workers) to resume a run made with another model or dataset shape."""
+    """Refuse early (before starting workers) to resume a run made with another model or on another dataset."""
     from ray.train import Result
 
     if not storage.is_file(storage.join(run_dir, "checkpoint_manager_snapshot.json")):
