@@ -24,10 +24,9 @@ Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no disp
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from spectrotune.errors import DatasetError, InputError, SpectrotuneError
 from spectrotune.predict import log_mel_params, segment_params
 
 __all__ = ["REPORT_JSON", "REPORT_MD", "clip_scores", "evaluate", "headline", "plot_confusion",
-           "plot_learning_curves", "plot_robustness"]
+           "plot_learning_curves", "plot_robustness", "save_figure"]
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -198,13 +197,13 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
     labels = bundle.labels
     out.mkdir(parents=True, exist_ok=True)
     files = {"confusion_matrix": CONFUSION_PNG}
-    _save_figure(plot_confusion(cm, labels), out / CONFUSION_PNG)
+    save_figure(plot_confusion(cm, labels), out / CONFUSION_PNG)
     history = list((bundle.meta.get("metrics") or {}).get("history") or [])
     if history:
-        _save_figure(plot_learning_curves(bundle.meta["metrics"]), out / CURVES_PNG)
+        save_figure(plot_learning_curves(bundle.meta["metrics"]), out / CURVES_PNG)
         files["learning_curves"] = CURVES_PNG
     if robustness.get("available"):
-        _save_figure(plot_robustness(robustness), out / ROBUSTNESS_PNG)
+        save_figure(plot_robustness(robustness), out / ROBUSTNESS_PNG)
         files["robustness"] = ROBUSTNESS_PNG
 
     metrics = bundle.meta.get("metrics") or {}
@@ -228,8 +227,8 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
         "files": files,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    _write_text(out / REPORT_JSON, json.dumps(_jsonable(report), indent=2))
-    _write_text(out / REPORT_MD, report_markdown(report))
+    storage.write_text(out / REPORT_JSON, json.dumps(_jsonable(report), indent=2))
+    storage.write_text(out / REPORT_MD, report_markdown(report))
     return report
 
 
@@ -469,13 +468,11 @@ def plot_robustness(robustness: Mapping[str, Any]):
     return fig
 
 
-def _save_figure(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def save_figure(fig, path: str | Path) -> None:
+    """Write a matplotlib figure as a PNG at ``path`` (local: aside, then renamed; see :func:`storage.write_bytes`)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    storage.write_bytes(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -572,10 +569,3 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

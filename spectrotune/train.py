@@ -671,6 +671,8 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from spectrotune.evaluate import save_figure
+
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(9, 3.5), dpi=100)
     FigureCanvasAgg(fig)
@@ -686,17 +688,8 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    save_figure(fig, path)
+    return Path(path)
 
 
 def _check_resumable(run_dir: Path | str, spec: Mapping[str, Any], *, epochs: int,
@@ -1069,8 +1062,8 @@ def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.
         config=config.to_dict(), config_hash=config.hash(),
     )  # fmt: skip
     save_config(config, out)
-    _atomic_write(out / "history.json", json.dumps(history, indent=2))
-    _atomic_write(out / "train.log", log_text)
+    storage.write_text(out / "history.json", json.dumps(history, indent=2))
+    storage.write_text(out / "train.log", log_text)
     plot_curves(history, out / "curves.png")
 
 
