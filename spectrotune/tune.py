@@ -113,6 +113,7 @@ from spectrotune import storage
 from spectrotune.config import Config, build
 from spectrotune.dataset import CLEAN, GENRE, SPLIT, TRACK_ID, VARIANT, open_dataset, read_manifest
 from spectrotune.errors import ConfigError, DatasetError, OutputExistsError, SpectrotuneError
+from spectrotune.evaluate import save_figure
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -725,12 +726,6 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -
     return "\n".join(lines)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_results(rows: Sequence[Mapping[str, Any]], best: Mapping[str, Mapping[str, Any]], out: Path, *,
                    name: str, path: str) -> None:
     public = [_public(r) for r in rows]
@@ -740,7 +735,7 @@ def _write_results(rows: Sequence[Mapping[str, Any]], best: Mapping[str, Mapping
     writer.writeheader()
     for row in public:
         writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
-    _atomic_text(out / "results.csv", buffer.getvalue())
+    storage.write_text(out / "results.csv", buffer.getvalue())
 
     ranked = sorted(public, key=lambda r: (str(r["source"]), r["status"] == STATUS_ERROR,
                                            -(r[SCORE] if r[SCORE] is not None else -1.0), r["trial_id"]))
@@ -751,7 +746,7 @@ def _write_results(rows: Sequence[Mapping[str, Any]], best: Mapping[str, Mapping
         text += ["## Best trial per source", "",
                  _markdown_table([{"source": s, **b} for s, b in best.items()],
                                  ["source", "trial_id", SCORE, "test_clip_accuracy", "bundle"]), ""]
-    _atomic_text(out / "results.md", "\n".join(text))
+    storage.write_text(out / "results.md", "\n".join(text))
 
 
 def _figure(width: float, height: float) -> Any:
@@ -784,7 +779,7 @@ def plot_trial_curves(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
         if ax.get_legend_handles_labels()[0] and len(rows) <= 16:
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(Path(path))
+    save_figure(fig, path)
     return Path(path)
 
 
@@ -818,7 +813,7 @@ def plot_accuracy_vs_params(rows: Sequence[Mapping[str, Any]], dims: Sequence[Di
     if sources:
         axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(Path(path))
+    save_figure(fig, path)
     return Path(path)
 
 
@@ -1072,7 +1067,7 @@ def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | No
     summary = {"name": name, "path": path, "trials": len(rows),
                "status": {s: sum(r["status"] == s for r in rows) for s in dict.fromkeys(r["status"] for r in rows)},
                "best": best, "seconds": time.perf_counter() - t0}
-    _atomic_text(out / "sweep.json", json.dumps(summary, indent=2, default=str))
+    storage.write_text(out / "sweep.json", json.dumps(summary, indent=2, default=str))
     for source, b in best.items():
         log(f"best on {source}: trial {b['trial_id']} valid clip accuracy {b[SCORE]:.3f}, test clip accuracy "
             f"{b['test_clip_accuracy']:.3f}; bundle {b['bundle']}")
@@ -1120,7 +1115,7 @@ def _export_best(rows: Sequence[Mapping[str, Any]], spec: _SweepSpec, names: Seq
                   SCORE: row[SCORE], "best_epoch": row["best_epoch"], "test_clip_accuracy": report["clip_accuracy"],
                   "bundle": str(storage.join(published, "best", source, "bundle")),
                   "report": str(storage.join(published, "best", source, "report"))}
-        _atomic_text(final / "trial.json", json.dumps(record, indent=2, default=str))
+        storage.write_text(final / "trial.json", json.dumps(record, indent=2, default=str))
         best[source] = record
     return best
 
@@ -1350,9 +1345,9 @@ def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: 
         for model in (baselines[0] if baselines else {}):
             summary[model] = _mean_std([b[model] for b in baselines])
         report[s] = {"folds": per_fold, "summary": summary}
-    _atomic_text(out / "cv.json", json.dumps({"name": name, "path": path, "k": folds, "held_out": "test split",
+    storage.write_text(out / "cv.json", json.dumps({"name": name, "path": path, "k": folds, "held_out": "test split",
                                               "sources": report}, indent=2))
-    _atomic_text(out / "cv.md", _cv_markdown(name, folds, report))
+    storage.write_text(out / "cv.md", _cv_markdown(name, folds, report))
     for s, r in report.items():
         for model, m in r["summary"].items():
             log(f"{s} {model}: clip accuracy {m['mean']:.3f} ± {m['std']:.3f} over {folds} folds")
