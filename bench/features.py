@@ -1,4 +1,4 @@
-"""Micro-benchmark of spectrotune.features: milliseconds per 3-s segment, one BLAS thread.
+"""Micro-benchmark of spectrotune.audio.features: milliseconds per 3-s segment, one BLAS thread.
 
 Compares librosa's log-mel (one segment at a time, the reference) with the fast ``log_mel`` one at a time and
 batched, and ``handcrafted_features`` with its librosa reference (on the first ``--librosa-features``
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from spectrotune.features import (
+from spectrotune.audio.features import (
     SR,
     handcrafted_features,
     handcrafted_features_librosa,

@@ -2,7 +2,7 @@
 
 Both sides train the same model (same seed, AdamW, batch size, schedule and epochs, validation every epoch) on the
 same prepared dataset, made here from a synthetic corpus (``generate_corpus`` + ``prepare``; reused from
-``--workdir`` when it already exists). Ray Train runs :func:`spectrotune.train.train` (1 worker); the plain loop
+``--workdir`` when it already exists). Ray Train runs :func:`spectrotune.training.train.train` (1 worker); the plain loop
 reads the train/valid shards into memory with pyarrow and loops over shuffled index batches in this process. Both
 use ``--cpus`` torch threads (Ray sets a worker's threads to its CPUs).
 
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from spectrotune import dataset as D
 from spectrotune.config import Config, load_config
-from spectrotune.models import build_model, model_params
-from spectrotune.train import clip_accuracy, lr_factor, norm_stats, train
+from spectrotune.models.networks import build_model, model_params
+from spectrotune.training.train import clip_accuracy, lr_factor, norm_stats, train
 
 
 class GpuSampler:
@@ -87,8 +87,8 @@ class GpuSampler:
 
 def make_dataset(workdir: Path, *, genres: int, tracks: int, seconds: float) -> Path:
     """The prepared dataset for this corpus size, made once per size under ``workdir``."""
-    from spectrotune.pipeline import prepare
-    from spectrotune.synth import generate_corpus
+    from spectrotune.prepare.driver import prepare
+    from spectrotune.sources.synth import generate_corpus
 
     tag = f"g{genres}-t{tracks}-s{seconds:g}"
     data = workdir / f"data-{tag}"
@@ -161,7 +161,7 @@ def plain_loop(data: Path, *, config: Config, device: torch.device) -> dict[str,
 
 
 def ray_train(data: Path, out: Path, *, config: Config) -> dict[str, Any]:
-    """Run :func:`spectrotune.train.train` (fresh run folder) and return the same per-epoch timings."""
+    """Run :func:`spectrotune.training.train.train` (fresh run folder) and return the same per-epoch timings."""
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     result = train(data, out, config=config, progress=False, log=lambda _: None)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = parser.parse_args(argv)
 
-    from spectrotune.pipeline import init_ray
+    from spectrotune.runtime import init_ray
 
     args.workdir = args.workdir.absolute()
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -151,7 +151,7 @@ def load_bundle(directory: str | Path, *, device: str | torch.device = "cpu") ->
 
     ``directory`` may be a URI: the bundle is downloaded to a temporary folder and loaded from there.
     """
-    from spectrotune.models import build_model
+    from spectrotune.models.networks import build_model
 
     if storage.is_uri(directory):
         read_meta(directory)  # a clear error before downloading anything

@@ -45,13 +45,13 @@ def _config(args: argparse.Namespace, **base):
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from spectrotune.synth import generate_corpus
+    from spectrotune.sources.synth import generate_corpus
 
     paths = generate_corpus(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
                             sr=args.sample_rate)
     print(f"wrote {len(paths)} clips to {Path(args.out) / 'genres_original'}")
     if args.images:
-        from spectrotune.images import render_spotify_corpus
+        from spectrotune.sources.spotify import render_spotify_corpus
 
         images = render_spotify_corpus(Path(args.out) / "genres_original", args.images, seed=args.seed,
                                        sr=args.sample_rate, max_clips=args.max_clips)
@@ -60,7 +60,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from spectrotune.pipeline import prepare
+    from spectrotune.prepare.driver import prepare
 
     base = {"prepare.strict": True} if args.strict else {}
     config = _config(args, **base)
@@ -70,14 +70,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from spectrotune.inspect import inspect_dataset
+    from spectrotune.prepare.inspect import inspect_dataset
 
     print(inspect_dataset(args.data, out=args.out, export_audio=args.export_audio, seed=args.seed))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from spectrotune.train import train
+    from spectrotune.training.train import train
 
     result = train(args.data, args.out, config=_config(args), progress=not args.no_progress)
     best = result.metrics
@@ -87,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from spectrotune.tune import cross_validate, tune
+    from spectrotune.tuning.tune import cross_validate, tune
 
     config = _config(args)
     folds = getattr(args, "folds", None) or args.cv
@@ -115,7 +115,7 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spectrotune.config import EvaluateConfig
-    from spectrotune.evaluate import evaluate, headline
+    from spectrotune.evaluation.evaluate import evaluate, headline
 
     config = EvaluateConfig(baselines=not args.no_baselines)
     report = evaluate(args.bundle, args.data, out=args.out, config=config)
@@ -135,7 +135,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from spectrotune.baselines import (
+    from spectrotune.evaluation.baselines import (
         baselines_markdown,
         load_dataset_features,
         load_kaggle_csv,
@@ -162,7 +162,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from spectrotune.bundle import load_bundle
-    from spectrotune.models import export_onnx
+    from spectrotune.models.networks import export_onnx
 
     bundle = load_bundle(args.bundle)
     n_mels, n_frames = bundle.input_shape
@@ -172,7 +172,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from spectrotune.workflow import run_pipeline
+    from spectrotune.flows import run_pipeline
 
     base = {"prepare.strict": True} if args.strict else {}
     run_pipeline(args.source, args.out, config=_config(args, **base), overwrite=args.overwrite,
@@ -181,7 +181,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from spectrotune.demo import run_demo
+    from spectrotune.flows import run_demo
 
     run_demo(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
              overrides=args.overrides, overwrite=args.overwrite, progress=not args.no_progress)
@@ -189,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from spectrotune.fetch import fetch
+    from spectrotune.sources.fetch import fetch
 
     dest = fetch(args.name, args.dest, url=args.url, sha256=args.sha256, progress=not args.no_progress,
                  keep_archive=args.keep_archive)
@@ -342,8 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("spectrotune: interrupted", file=sys.stderr)
         return 130
     finally:
-        if "spectrotune.pipeline" in sys.modules:  # only commands that ran on Ray imported it
-            sys.modules["spectrotune.pipeline"].shutdown_ray()
+        if "spectrotune.runtime" in sys.modules:  # only commands that ran on Ray imported it
+            sys.modules["spectrotune.runtime"].shutdown_ray()
 
 
 if __name__ == "__main__":

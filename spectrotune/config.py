@@ -194,7 +194,7 @@ class PrepareConfig:
         _positive("prepare.num_cpus", self.num_cpus)
 
 
-#: Hyperparameters each model takes (the fields of its dataclass in spectrotune.models; a test keeps them equal).
+#: Hyperparameters each model takes (the fields of its dataclass in spectrotune.models.networks; a test keeps them equal).
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {
     "seed_cnn": ("dropout",),
     "cnn": ("width", "depth", "dropout"),
@@ -204,7 +204,7 @@ MODEL_PARAMS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models)."""
+    """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models.networks)."""
 
     name: str = field(default="cnn", metadata=_choices("seed_cnn", "cnn", "crnn"))
     width: int | None = None
@@ -225,7 +225,7 @@ class ModelConfig:
                               f"remove it from the config or add {unset}")
 
     def params(self) -> dict[str, Any]:
-        """The hyperparameters that were set, for :func:`spectrotune.models.build_model`."""
+        """The hyperparameters that were set, for :func:`spectrotune.models.networks.build_model`."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "name" and v is not None}
 
 
@@ -291,7 +291,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """Hyperparameter sweeps on Ray Tune (see spectrotune.tune for the ``space`` syntax)."""
+    """Hyperparameter sweeps on Ray Tune (see spectrotune.tuning.tune for the ``space`` syntax)."""
 
     num_samples: int = 4
     max_concurrent_trials: int = 1

@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from spectrotune import audio, features
+from spectrotune.audio import io as audio
+from spectrotune.audio import features
 from spectrotune import storage
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.errors import ConfigError, InputError
@@ -76,7 +77,7 @@ def segment_params(meta: Mapping[str, Any], *, split: str = "test") -> tuple[int
     """``(sample_rate Hz, segment_seconds, hop_seconds)`` of a bundle's audio parameters.
 
     ``meta["audio"]`` is the ``audio`` section of the training config (:class:`spectrotune.config.AudioConfig`
-    as a dict, plus ``test_hop_seconds`` in bundles from ``spectrotune.train``). The hop is that of ``split`` (the
+    as a dict, plus ``test_hop_seconds`` in bundles from ``spectrotune.training.train``). The hop is that of ``split`` (the
     test hop is how the model was evaluated); a missing or null hop means one window (no overlap). A flat number
     under ``hop_seconds`` is accepted too.
     """
@@ -89,13 +90,13 @@ def segment_params(meta: Mapping[str, Any], *, split: str = "test") -> tuple[int
     hop = a.get("hop_seconds")
     if isinstance(hop, Mapping):
         hop = hop.get(split)
-    if split == "test" and a.get("test_hop_seconds") is not None:  # written by spectrotune.train
+    if split == "test" and a.get("test_hop_seconds") is not None:  # written by spectrotune.training.train
         hop = a["test_hop_seconds"]
     return sr, seconds, seconds if hop is None else float(hop)
 
 
 def log_mel_params(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`spectrotune.features.log_mel` from a bundle's ``meta["features"]``."""
+    """Keyword arguments of :func:`spectrotune.audio.features.log_mel` from a bundle's ``meta["features"]``."""
     f = meta.get("features") or {}
     params = {k: f[k] for k in _LOG_MEL_KEYS if k in f}
     params["sr"] = segment_params(meta)[0]
@@ -117,7 +118,7 @@ def _empty_row(path: str, top_k: int) -> dict[str, Any]:
 def _segments_of(bundle: Bundle, path: str) -> tuple[np.ndarray, bool, float]:
     """Model input of one file: (log-mel float32 [n_seg, n_mels, n_frames], padded, hop seconds)."""
     if bundle.source_kind == "spotify":
-        from spectrotune import images  # Pillow path, only for image bundles
+        from spectrotune.sources import spotify as images  # Pillow path, only for image bundles
 
         n_mels, n_frames = bundle.input_shape
         arr = images.image_to_array(path, n_mels=n_mels, n_frames=n_frames)
@@ -242,7 +243,7 @@ def _predict_with_ray(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     import ray
 
-    from spectrotune.pipeline import init_ray
+    from spectrotune.runtime import init_ray
 
     init_ray()
     ctx = ray.data.DataContext.get_current()
@@ -310,7 +311,7 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]], *, kind: str = "audio"
     paths : sequence of path
         Files and/or folders. A path that does not exist is kept as a file (its row will say why it failed).
     kind : {"audio", "spotify"}
-        Which files a folder search picks: audio (:func:`spectrotune.audio.is_audio_file`) or images.
+        Which files a folder search picks: audio (:func:`spectrotune.audio.io.is_audio_file`) or images.
 
     Returns
     -------
@@ -318,7 +319,7 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]], *, kind: str = "audio"
     had_folder : bool
         True when at least one path was a folder.
     """
-    from spectrotune.images import is_image_file
+    from spectrotune.sources.spotify import is_image_file
 
     wanted = is_image_file if kind == "spotify" else audio.is_audio_file
     files: list[str] = []

@@ -3,7 +3,7 @@
 Run as ``python tests/cluster_script.py WORK_DIR`` in its own process (never inside pytest's process, whose
 session-wide local Ray it must not disturb). It starts a head node (1 CPU, custom resource ``head_res``) and a
 second node (1 CPU, ``worker_res``), both on 127.0.0.1; writes a tiny synthetic corpus; runs
-:func:`spectrotune.pipeline.prepare` with one file per task, so the tasks spread over both nodes; trains with
+:func:`spectrotune.prepare.driver.prepare` with one file per task, so the tasks spread over both nodes; trains with
 ``train.num_workers=2`` (one worker per node: each node has one CPU) for one epoch; shuts the cluster down and
 prints one line ``SUMMARY {json}`` for the test to read.
 
@@ -43,9 +43,9 @@ def main(work: Path) -> dict:
     from ray.cluster_utils import Cluster
 
     from spectrotune.config import load_config
-    from spectrotune.pipeline import prepare
-    from spectrotune.synth import generate_corpus
-    from spectrotune.train import train
+    from spectrotune.prepare.driver import prepare
+    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.training.train import train
 
     work.mkdir(parents=True, exist_ok=True)
     generate_corpus(work / "corpus", genres=3, tracks=4, seconds=6.0, seed=0)

@@ -1,4 +1,4 @@
-"""Tests for spectrotune.audio: decoding every accepted format, every failure reason, segmenting."""
+"""Tests for spectrotune.audio.io: decoding every accepted format, every failure reason, segmenting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spectrotune.audio import (
+from spectrotune.audio.io import (
     AUDIO_EXTENSIONS,
     decode,
     is_audio_file,
@@ -162,7 +162,7 @@ def test_decode_unreadable_file_names_os_cause(tmp_path, monkeypatch):
     # Root can read a chmod-000 file, so simulate libsndfile's opaque "System error" + a failing open.
     import builtins
 
-    import spectrotune.audio as audio
+    import spectrotune.audio.io as audio
 
     path = tmp_path / "locked.wav"
     sf.write(path, tone(2.0), SR, subtype="PCM_16")

@@ -1,4 +1,4 @@
-"""Tests of spectrotune.augment: SpecAugment masks, mixup and the soft-target loss."""
+"""Tests of spectrotune.training.augment: SpecAugment masks, mixup and the soft-target loss."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spectrotune.augment import MaskParams, apply_masks, draw_masks, mixup, soft_cross_entropy, spec_augment
+from spectrotune.training.augment import MaskParams, apply_masks, draw_masks, mixup, soft_cross_entropy, spec_augment
 from spectrotune.errors import ConfigError, InputError
 
 SHAPES = [(4, 128, 130), (3, 32, 16), (2, 64, 400)]

@@ -1,4 +1,4 @@
-"""Tests of spectrotune.baselines: track tables, dataset and Kaggle CSV loading, the baselines, the report."""
+"""Tests of spectrotune.evaluation.baselines: track tables, dataset and Kaggle CSV loading, the baselines, the report."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spectrotune import baselines
-from spectrotune.baselines import (
+from spectrotune.evaluation import baselines
+from spectrotune.evaluation.baselines import (
     BASELINES,
     KAGGLE_FEATURE_COLUMNS,
     baselines_markdown,
@@ -130,7 +130,7 @@ def test_feature_columns_are_the_57_kaggle_columns_in_csv_order():
 
 
 def test_feature_columns_match_the_features_module():
-    features = pytest.importorskip("spectrotune.features")
+    features = pytest.importorskip("spectrotune.audio.features")
     assert tuple(features.FEATURE_NAMES) == KAGGLE_FEATURE_COLUMNS
 
 

@@ -166,7 +166,7 @@ def _rsync_excluded(path: str, patterns: list[str], *, is_dir: bool) -> bool:
     ("spectrotune/__pycache__/fetch.cpython-311.pyc", False, True),
     ("spectrotune/data", True, False),  # package data (fault-filtered split lists) must reach the cluster
     ("spectrotune/data/gtzan_fault_filtered/train.txt", False, False),
-    ("spectrotune/fetch.py", False, False),
+    ("spectrotune/sources/fetch.py", False, False),
     ("configs/gtzan.yaml", False, False),
     ("pyproject.toml", False, False),
 ])

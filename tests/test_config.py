@@ -83,7 +83,7 @@ def test_model_params_table_matches_the_models():
     import dataclasses
 
     from spectrotune.config import MODEL_PARAMS
-    from spectrotune.models import _PARAM_CLASSES
+    from spectrotune.models.networks import _PARAM_CLASSES
 
     assert {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _PARAM_CLASSES.items()} == {
         name: set(keys) for name, keys in MODEL_PARAMS.items()}

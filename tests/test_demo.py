@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from spectrotune.cli import main
-from spectrotune.demo import DISCLAIMER
+from spectrotune.flows import DISCLAIMER
 
 TINY = ["--genres", "3", "--tracks", "4", "--seconds", "6", "--no-progress",
         *(a for kv in ("train.epochs=1", "model.width=8", "model.depth=2", "features.n_mels=32",

@@ -20,10 +20,10 @@ from spectrotune import dataset as D
 from spectrotune.bundle import save_bundle
 from spectrotune.config import EvaluateConfig, load_config
 from spectrotune.errors import DatasetError
-from spectrotune.evaluate import evaluate, headline
-from spectrotune.models import build_model, model_params
-from spectrotune.pipeline import prepare
-from spectrotune.synth import generate_corpus
+from spectrotune.evaluation.evaluate import evaluate, headline
+from spectrotune.models.networks import build_model, model_params
+from spectrotune.prepare.driver import prepare
+from spectrotune.sources.synth import generate_corpus
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Tests of spectrotune.features: the fast log-mel and the 57 classical features agree with librosa."""
+"""Tests of spectrotune.audio.features: the fast log-mel and the 57 classical features agree with librosa."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import scipy.ndimage
 
 from spectrotune.errors import ConfigError, InputError
-from spectrotune.features import (
+from spectrotune.audio.features import (
     FEATURE_NAMES,
     _sliding_median,
     handcrafted_features,

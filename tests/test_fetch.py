@@ -1,4 +1,4 @@
-"""spectrotune.fetch: download with resume, checksum, safe extraction, marker.
+"""spectrotune.sources.fetch: download with resume, checksum, safe extraction, marker.
 
 Everything runs against a threaded HTTP server on 127.0.0.1 (port 0) serving a tiny GTZAN-like tarball that the
 tests generate; its handler understands ``Range: bytes=N-`` and can drop the connection mid-transfer.
@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 from spectrotune.errors import ConfigError, InputError
-from spectrotune.fetch import DATASETS, fetch, marker_path, safe_extract
+from spectrotune.sources.fetch import DATASETS, fetch, marker_path, safe_extract
 
 TIMEOUT = 5.0
 

@@ -1,4 +1,4 @@
-"""Tests of spectrotune.images: Spotify-style JPG rendering and inversion back to a 2-D array."""
+"""Tests of spectrotune.sources.spotify: Spotify-style JPG rendering and inversion back to a 2-D array."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import soundfile as sf
 from PIL import Image
 
 from spectrotune.errors import ImageDecodeError, InputError
-from spectrotune.images import (
+from spectrotune.sources.spotify import (
     COLORMAPS,
     SPLIT_DIRS,
     crop_white_border,

@@ -1,4 +1,4 @@
-"""Tests of spectrotune.models: shapes, gradients, determinism, config validation, normalisation, export."""
+"""Tests of spectrotune.models.networks: shapes, gradients, determinism, config validation, normalisation, export."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from spectrotune.errors import ConfigError, InputError, SpectrotuneError
-from spectrotune.models import (
+from spectrotune.models.networks import (
     MODEL_NAMES,
     AdaptiveAvgPool2d,
     CnnParams,

@@ -1,4 +1,4 @@
-"""Tests for spectrotune.noise: variant names, stable seeds, noise colours, exact SNR, reproducibility."""
+"""Tests for spectrotune.audio.noise: variant names, stable seeds, noise colours, exact SNR, reproducibility."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.signal import welch
 
 from spectrotune.errors import ConfigError
-from spectrotune.noise import (
+from spectrotune.audio.noise import (
     CLEAN,
     NOISE_KINDS,
     add_noise_batch,

@@ -19,7 +19,7 @@ from spectrotune import dataset as D
 from spectrotune.cli import main as cli_main
 from spectrotune.config import load_config
 from spectrotune.errors import OutputExistsError
-from spectrotune.pipeline import prepare
+from spectrotune.prepare.driver import prepare
 
 SR = 22050
 GENRES = ("blues", "jazz", "rock")
@@ -199,7 +199,7 @@ def test_existing_output_refused_then_overwritten(prepared, tmp_path):
 
 
 def test_interrupted_run_leaves_nothing_behind(prepared, tmp_path, monkeypatch):
-    import spectrotune.pipeline as pipeline
+    import spectrotune.prepare.driver as pipeline
 
     corpus, _, _, config = prepared
 
@@ -239,8 +239,8 @@ def test_bad_config_value_exits_2_with_one_line(tmp_path, capsys):
 
 
 def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared, tmp_path):
-    from spectrotune.inspect import inspect_dataset
-    from spectrotune.noise import measured_snr_db
+    from spectrotune.prepare.inspect import inspect_dataset
+    from spectrotune.audio.noise import measured_snr_db
 
     _, out, _, _ = prepared
     text = inspect_dataset(out, out=tmp_path, export_audio=2)
@@ -258,8 +258,8 @@ def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared
 
 @pytest.fixture(scope="module")
 def spotify_corpus(tmp_path_factory):
-    from spectrotune.images import render_spotify_corpus
-    from spectrotune.synth import generate_corpus
+    from spectrotune.sources.spotify import render_spotify_corpus
+    from spectrotune.sources.synth import generate_corpus
 
     base = tmp_path_factory.mktemp("spotify")
     generate_corpus(base / "audio", genres=3, tracks=4, seconds=9.0, seed=1)

@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from spectrotune import audio, features
+from spectrotune.audio import io as audio
+from spectrotune.audio import features
 from spectrotune.bundle import load_bundle, save_bundle
 from spectrotune.config import load_config
 from spectrotune.errors import ConfigError, InputError
-from spectrotune.models import build_model, model_params
+from spectrotune.models.networks import build_model, model_params
 from spectrotune.predict import format_predictions, predict, predict_files
 
 SR = 22050
@@ -182,7 +183,7 @@ def test_a_folder_with_no_audio_is_an_input_error(files, tmp_path):
 
 
 def test_image_bundles_predict_images(tmp_path):
-    from spectrotune.images import render_spotify_image
+    from spectrotune.sources.spotify import render_spotify_image
 
     bundle = _bundle(tmp_path / "b", source_kind="spotify")
     render_spotify_image(_tone(3.0, 440.0), tmp_path / "imgs" / "pop" / "song_1.jpg")

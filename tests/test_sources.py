@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from spectrotune.errors import InputError
-from spectrotune.sources import detect_kind, list_source, song_and_clip
+from spectrotune.sources.listing import detect_kind, list_source, song_and_clip
 
 
 def _touch(path: Path) -> Path:

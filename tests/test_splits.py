@@ -8,8 +8,8 @@ import pytest
 
 from spectrotune.config import FractionsConfig, SplitConfig
 from spectrotune.errors import InputError
-from spectrotune.sources import SourceItem
-from spectrotune.splits import assign_splits, fault_filtered_dir, read_lists, stratified
+from spectrotune.sources.listing import SourceItem
+from spectrotune.sources.splits import assign_splits, fault_filtered_dir, read_lists, stratified
 
 
 def _items(genres=("blues", "jazz", "rock"), n=20):

@@ -30,7 +30,7 @@ from spectrotune import storage
 from spectrotune.bundle import load_bundle
 from spectrotune.errors import DatasetError, OutputExistsError
 from spectrotune.predict import predict
-from spectrotune.synth import generate_corpus
+from spectrotune.sources.synth import generate_corpus
 
 BUCKET = "spectrotune-test"
 
@@ -215,7 +215,7 @@ def test_cli_output_shows_each_epoch_once_and_no_ray_chatter(on_s3):
     """The pipeline run above is the suite's one CLI run with its own local Ray: its output must stay readable."""
     log = re.sub(r"\x1b\[[0-9;]*m", "", on_s3[2])  # Ray colours the "(RayTrainWorker pid=…)" prefixes
     assert len([line for line in log.splitlines() if "epoch 1/1: train loss" in line]) == 1
-    # Ray's own per-second / per-epoch lines: hundreds of them in a demo before spectrotune.ray_logs
+    # Ray's own per-second / per-epoch lines: hundreds of them in a demo before spectrotune.runtime
     for chatter in ("Failed to query Ray Train Controller", "Reporting training result", "Progress bars disabled",
                     "Checkpoint successfully created"):
         assert chatter not in log, chatter
@@ -236,7 +236,7 @@ def test_bundle_on_s3_predicts_and_writes_predictions_to_s3(on_s3, s3_env):
 
 def test_existing_dataset_on_s3_is_refused_without_overwrite(on_s3, s3_env):
     from spectrotune.config import load_config
-    from spectrotune.pipeline import prepare
+    from spectrotune.prepare.driver import prepare
 
     base, out, _, _ = on_s3
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -265,7 +265,7 @@ def test_sweep_with_sources_and_outputs_on_s3(on_s3, s3):
         # the same name again is refused, pointing at --resume (the state is found on the bucket)
         with pytest.raises(OutputExistsError, match="--resume s3sweep"):
             from spectrotune.config import load_config
-            from spectrotune.tune import tune
+            from spectrotune.tuning.tune import tune
 
             tune(load_config("demo", overrides=[f"sources.audio={out}/dataset", "tune.name=s3sweep"]), out=sweep,
                  log=lambda _: None)
@@ -274,7 +274,7 @@ def test_sweep_with_sources_and_outputs_on_s3(on_s3, s3):
 def test_a_corpus_uri_is_refused_with_a_clear_message(tmp_path):
     from spectrotune.config import load_config
     from spectrotune.errors import ConfigError
-    from spectrotune.pipeline import prepare
+    from spectrotune.prepare.driver import prepare
 
     with pytest.raises(ConfigError, match=r"--source s3://bucket/gtzan: the corpus must be a folder every node"):
         prepare("s3://bucket/gtzan", tmp_path / "out", config=load_config("demo"), log=lambda _: None)

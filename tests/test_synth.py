@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from spectrotune.errors import ConfigError
-from spectrotune.synth import (
+from spectrotune.sources.synth import (
     GTZAN_GENRES,
     SPOTIFY_GENRES,
     generate_corpus,
@@ -163,7 +163,7 @@ def test_genres_are_learnable_from_simple_features():
 
 def test_borrow_controls_overlap_without_changing_default_corpora():
     from spectrotune.errors import ConfigError
-    from spectrotune.synth import BORROW_PROBABILITY, synthesize_track
+    from spectrotune.sources.synth import BORROW_PROBABILITY, synthesize_track
 
     def track(**kw):
         return synthesize_track(3, n_genres=10, seconds=2.0, rng=np.random.default_rng([0, 3, 1]), **kw)

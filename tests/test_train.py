@@ -21,10 +21,10 @@ from spectrotune import dataset as D
 from spectrotune.bundle import load_bundle
 from spectrotune.config import load_config
 from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
-from spectrotune.models import build_model
-from spectrotune.pipeline import prepare
-from spectrotune.synth import generate_corpus
-from spectrotune.train import (METRIC_KEYS, _run_name, _training_error, clip_accuracy, dataset_id, lr_factor,
+from spectrotune.models.networks import build_model
+from spectrotune.prepare.driver import prepare
+from spectrotune.sources.synth import generate_corpus
+from spectrotune.training.train import (METRIC_KEYS, _run_name, _training_error, clip_accuracy, dataset_id, lr_factor,
                                norm_stats, plan_run, track_best, train)
 
 TRAIN_SETTINGS = ["train.batch_size=16", "model.name=cnn", "model.width=8", "model.depth=3",

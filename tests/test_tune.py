@@ -27,7 +27,7 @@ from spectrotune.bundle import load_bundle
 from spectrotune.cli import main as cli_main
 from spectrotune.config import load_config
 from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
-from spectrotune.tune import (
+from spectrotune.tuning.tune import (
     STATUS_ASHA,
     STATUS_DONE,
     STATUS_PATIENCE,
@@ -83,8 +83,8 @@ def _texture_corpus(root: Path, *, tracks: int = 8, seconds: float = 9.0, seed: 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory, ray_session):
-    from spectrotune.images import render_spotify_corpus
-    from spectrotune.pipeline import prepare
+    from spectrotune.sources.spotify import render_spotify_corpus
+    from spectrotune.prepare.driver import prepare
 
     base = tmp_path_factory.mktemp("tune")
     audio = _texture_corpus(base / "corpus")

@@ -2,7 +2,7 @@
 
 The driver lists the source and assigns splits per track (cheap, no file is opened), then Ray Data fans batches of
 files out to tasks; each task decodes, segments, adds the noise variants, computes log-mel and features and writes
-its own shard per split straight to Parquet (:func:`spectrotune.transform.process_batch`), returning only counts
+its own shard per split straight to Parquet (:func:`spectrotune.prepare.task.process_batch`), returning only counts
 and error records. Arrays never travel through the object store, so memory stays flat as the corpus grows.
 
 Output appears atomically: everything is written into a hidden sibling folder and renamed onto ``out`` only when
@@ -29,13 +29,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import spectrotune
-from spectrotune import audio, features, storage
+from spectrotune import runtime, storage
+from spectrotune.audio import io as audio
+from spectrotune.audio import features
 from spectrotune.config import SPLITS, Config, save_config
 from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
 from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
-from spectrotune.sources import SourceItem, list_source
-from spectrotune.splits import assign_splits
-from spectrotune.transform import BatchResult, mel_shape, merge_results, process_batch
+from spectrotune.sources.listing import SourceItem, list_source
+from spectrotune.sources.splits import assign_splits
+from spectrotune.prepare.task import BatchResult, mel_shape, merge_results, process_batch
 
 
 @dataclass(frozen=True)
@@ -58,40 +60,6 @@ class PrepareResult:
             line += (f"\n{self.n_failed} input(s) failed; see {storage.join(self.out, ERRORS)} "
                      f"(first: {m['errors']['examples'][0]})")
         return line
-
-
-_STARTED_LOCAL = False  # True once init_ray started a local Ray in this process (shutdown_ray ends it)
-
-
-def init_ray(*, num_cpus: int | None = None) -> None:
-    """Connect to ``RAY_ADDRESS`` if set, else start a local Ray bound to loopback (no-op if already up)."""
-    global _STARTED_LOCAL
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-        return
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True,
-             configure_logging=True, logging_level="warning",
-             runtime_env={"worker_process_setup_hook": "spectrotune.ray_logs.quiet_worker_logs"})
-    _STARTED_LOCAL = True
-
-
-def shutdown_ray() -> None:
-    """End the local Ray that :func:`init_ray` started here, if any (a Ray started by the caller is left alone).
-
-    Ray's own exit hook would do it too, after a fixed 0.5 s pause; the command line calls this when done.
-    """
-    global _STARTED_LOCAL
-    if not _STARTED_LOCAL:
-        return
-    import ray
-
-    _STARTED_LOCAL = False
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 def prepare(
@@ -185,7 +153,7 @@ def _batches(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
 def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path | str, background, progress: bool):
     import ray
 
-    init_ray()
+    runtime.init_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.verbose_stats_logs = False

@@ -5,7 +5,7 @@ Everything is measured on the test tracks, which training never saw (splits are 
 - **segment accuracy**: argmax of each clean test segment;
 - **clip accuracy**: segment probabilities averaged per track, then argmax (the number to quote);
 - **macro F1** and **per-class precision / recall / F1 / support**, all at clip level; macro F1 averages over
-  the labels present in the test truth or predictions, exactly as :mod:`spectrotune.baselines` computes it, so
+  the labels present in the test truth or predictions, exactly as :mod:`spectrotune.evaluation.baselines` computes it, so
   the CNN and the baselines are compared the same way;
 - **confusion matrix** (clip level) drawn to ``confusion_matrix.png``; **learning curves** from the bundle's
   metrics history drawn to ``learning_curves.png``;
@@ -16,7 +16,7 @@ Everything is measured on the test tracks, which training never saw (splits are 
   what prepare would have written. If the source is gone, the report says so instead of failing; image
   (Spotify) sources have no audio to add noise to, so robustness does not apply to them;
 - **baselines**: random forest / SVMs / kNN / logistic regression on the dataset's handcrafted features
-  (:func:`spectrotune.baselines.run_baselines`), next to the CNN.
+  (:func:`spectrotune.evaluation.baselines.run_baselines`), next to the CNN.
 
 Writes ``report.json``, ``report.md`` and the PNGs into ``out`` (default: a ``report`` folder beside the bundle).
 Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no display). No ``ray``.
@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from spectrotune import audio, features, noise
+from spectrotune.audio import io as audio
+from spectrotune.audio import features
+from spectrotune.audio import noise
 from spectrotune import dataset as D
 from spectrotune import storage
 from spectrotune.bundle import Bundle, load_bundle
@@ -304,7 +306,7 @@ class _SourceUnavailable(SpectrotuneError):
 def _rebuild(bundle: Bundle, manifest: Mapping[str, Any], *, variants: Sequence[tuple[str, float, str]],
              test_tracks: Mapping[str, int], log: Callable[[str], None]) -> tuple[list[dict], dict]:
     """Noisy variants of the test tracks from the source audio: decode, segment, add noise, log-mel, predict."""
-    from spectrotune.sources import list_source
+    from spectrotune.sources.listing import list_source
 
     data_config = manifest.get("config") or {}
     source_path = Path((manifest.get("source") or {}).get("path", ""))
@@ -367,7 +369,7 @@ def _rebuild(bundle: Bundle, manifest: Mapping[str, Any], *, variants: Sequence[
 def _baselines(data_dir: Path, manifest: Mapping[str, Any], *, enabled: bool, log: Callable[[str], None]) -> dict:
     if not enabled:
         return {"available": False, "reason": "disabled (evaluate.baselines: false)"}
-    from spectrotune.baselines import load_dataset_features, run_baselines
+    from spectrotune.evaluation.baselines import load_dataset_features, run_baselines
 
     try:
         tracks = load_dataset_features(data_dir)

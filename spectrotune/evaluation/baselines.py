@@ -49,7 +49,7 @@ from spectrotune.errors import ConfigError, DatasetError, InputError
 logger = logging.getLogger(__name__)
 
 #: The 57 handcrafted features in Kaggle's column order; the ``features`` vector of a prepared dataset
-#: uses the same order (``spectrotune.features.FEATURE_NAMES``, kept equal by a test).
+#: uses the same order (``spectrotune.audio.features.FEATURE_NAMES``, kept equal by a test).
 KAGGLE_FEATURE_COLUMNS: tuple[str, ...] = (
     "chroma_stft_mean",
     "chroma_stft_var",
@@ -461,8 +461,8 @@ def _check_fractions(fractions: Sequence[float]) -> None:
 
 
 def _fault_filtered_assignment(lists_dir: str | os.PathLike[str] | None) -> dict[str, str]:
-    """Track id -> split from the fault-filtered lists (shipped, or ``lists_dir``), read by spectrotune.splits."""
-    from spectrotune.splits import fault_filtered_dir, read_lists
+    """Track id -> split from the fault-filtered lists (shipped, or ``lists_dir``), read by spectrotune.sources.splits."""
+    from spectrotune.sources.splits import fault_filtered_dir, read_lists
 
     lists = read_lists(Path(lists_dir) if lists_dir is not None else fault_filtered_dir())
     return {key.rsplit("/", 1)[-1]: split for key, split in lists.items()}
@@ -472,7 +472,7 @@ def _stratified_assignment(
     track_genre: pd.Series, *, seed: int, fractions: tuple[float, float, float]
 ) -> pd.Series:
     """Track id -> split: the same seeded, per-genre split by track that ``prepare`` uses."""
-    from spectrotune.splits import stratified
+    from spectrotune.sources.splits import stratified
 
     assignment = stratified({str(t): str(g) for t, g in track_genre.items()}, fractions=tuple(fractions), seed=seed)
     return pd.Series(assignment, dtype=object)

@@ -25,7 +25,7 @@ processes load them in 0.2-1.5 s.
 Examples
 --------
 >>> import numpy as np
->>> from spectrotune.features import log_mel, handcrafted_features
+>>> from spectrotune.audio.features import log_mel, handcrafted_features
 >>> segments = np.random.default_rng(0).standard_normal((10, 66150)).astype(np.float32) * 0.1
 >>> log_mel(segments).shape           # [n_seg, n_mels, n_frames], dB
 (10, 128, 130)

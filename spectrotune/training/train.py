@@ -323,8 +323,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from spectrotune.augment import mixup, soft_cross_entropy, spec_augment
-    from spectrotune.models import build_model, model_params
+    from spectrotune.training.augment import mixup, soft_cross_entropy, spec_augment
+    from spectrotune.models.networks import build_model, model_params
 
     config: Config = loop_config["config"]
     tc = config.train
@@ -452,14 +452,14 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 def _quiet_train_worker() -> None:
-    """Ray's per-epoch chatter off in this training worker (see :mod:`spectrotune.ray_logs`).
+    """Ray's per-epoch chatter off in this training worker (see :mod:`spectrotune.runtime`).
 
     Also Ray Train's own "Reporting training result N: <every metric>" line: its logger is named after its file
     path instead of ``ray.train.*``, so ``RunConfig(logging_config=...)`` does not reach it.
     """
     import logging
 
-    from spectrotune.ray_logs import quiet_worker_logs
+    from spectrotune.runtime import quiet_worker_logs
 
     quiet_worker_logs()
     try:
@@ -632,7 +632,7 @@ def _run_name(config: Config, data_id: str) -> str:
 
 def _model_spec(config: Config, *, labels: Sequence[str], input_shape: Sequence[int], data_id: str
                 ) -> dict[str, Any]:
-    from spectrotune.models import model_params
+    from spectrotune.models.networks import model_params
 
     return {"model": config.model.name, "params": model_params(config.model.name, config.model.params()),
             "labels": list(labels), "input_shape": [int(s) for s in input_shape], "data": data_id}
@@ -671,7 +671,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from spectrotune.evaluate import save_figure
+    from spectrotune.evaluation.evaluate import save_figure
 
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(9, 3.5), dpi=100)
@@ -989,7 +989,7 @@ def export_run(
         Reported in :class:`TrainResult`; default ``result.path``.
     """
     from spectrotune.bundle import META as BUNDLE_META
-    from spectrotune.models import build_model, model_params
+    from spectrotune.models.networks import build_model, model_params
 
     t_start = time.perf_counter() if t_start is None else t_start
     out = storage.norm(out)
@@ -1077,7 +1077,7 @@ def train(
 ) -> TrainResult:
     """Train ``config.model`` on the prepared dataset ``data`` with Ray Train; write the bundle to ``out``.
 
-    The steps are public so that a sweep trial (:mod:`spectrotune.tune`) runs exactly the same code:
+    The steps are public so that a sweep trial (:mod:`spectrotune.tuning.tune`) runs exactly the same code:
     :func:`plan_run` (manifest, row checks, normalisation), :func:`make_trainer` (datasets and the
     ``TorchTrainer``), ``fit()``, :func:`export_run` (best checkpoint -> bundle).
 
@@ -1107,7 +1107,7 @@ def train(
     SpectrotuneError
         Training failed (more worker failures than ``train.max_failures``, or an error in the loop).
     """
-    from spectrotune.pipeline import init_ray
+    from spectrotune.runtime import init_ray
 
     t_start = time.perf_counter()
     out = storage.norm(out)

@@ -88,8 +88,9 @@ def render_examples(data: str | Path, path: str | Path, *, n: int = 4, seed: int
 
 def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int = 0) -> list[Path]:
     """Write ``n`` noisy segments and their clean originals as WAV, rebuilt from the source and the seeds."""
-    from spectrotune import audio, noise
-    from spectrotune.sources import list_source
+    from spectrotune.audio import io as audio
+    from spectrotune.audio import noise
+    from spectrotune.sources.listing import list_source
 
     data, out = storage.norm(data), Path(out)
     manifest = D.read_manifest(data)

@@ -1,7 +1,7 @@
 """``spectrotune tune``: hyperparameter sweeps and cross-validation on Ray Tune, over several prepared datasets.
 
-A sweep trains one model per trial through exactly the code of ``spectrotune train`` (:func:`spectrotune.train.
-plan_run`, :func:`~spectrotune.train.make_trainer`, :func:`~spectrotune.train.export_run`), in the pattern Ray
+A sweep trains one model per trial through exactly the code of ``spectrotune train`` (:func:`spectrotune.training.train.
+plan_run`, :func:`~spectrotune.training.train.make_trainer`, :func:`~spectrotune.training.train.export_run`), in the pattern Ray
 documents for Tune + Train V2 (``doc/source/train/user-guides/hyperparameter-optimization.rst``, Ray 2.60): each
 Tune trial is a small *function trainable* (:func:`_trial_driver`) that builds a ``TorchTrainer`` and calls
 ``fit()``; ``ray.tune.integration.ray_train.TuneReportCallback`` in the trainer's ``RunConfig(callbacks=...)``
@@ -113,7 +113,7 @@ from spectrotune import storage
 from spectrotune.config import Config, build
 from spectrotune.dataset import CLEAN, GENRE, SPLIT, TRACK_ID, VARIANT, open_dataset, read_manifest
 from spectrotune.errors import ConfigError, DatasetError, OutputExistsError, SpectrotuneError
-from spectrotune.evaluate import save_figure
+from spectrotune.evaluation.evaluate import save_figure
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -294,7 +294,7 @@ def validate_space(config: Config, dims: Sequence[Dimension]) -> None:
         An unknown key, a key a sweep may not vary, or a value the config (or the chosen model) rejects; the
         message names the key and the value.
     """
-    from spectrotune.models import model_params
+    from spectrotune.models.networks import model_params
 
     base = config.to_dict()
     for dim in dims:
@@ -451,7 +451,7 @@ def _trial_driver(params: dict[str, Any], *, spec: _SweepSpec) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from spectrotune.train import _training_error, make_trainer, plan_run, run_history
+    from spectrotune.training.train import _training_error, make_trainer, plan_run, run_history
 
     trial_id = ray.tune.get_context().get_trial_id()
     _record(spec, trial_id, "start")
@@ -939,7 +939,7 @@ def _sweep_inputs(config: Config, log: Callable[[str], None]) -> tuple[list[Dime
 
 
 def _metric_keys() -> tuple[str, ...]:
-    from spectrotune.train import METRIC_KEYS
+    from spectrotune.training.train import METRIC_KEYS
 
     return tuple(k for k in METRIC_KEYS if k not in ("epoch", "attempt"))
 
@@ -1035,7 +1035,7 @@ def _published(out: str | Path, marker: str, run: Callable[[Path, Path | str], t
 def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | None, progress: bool,
            log: Callable[[str], None]) -> tuple[SweepResult, str | None]:
     """:func:`tune` writing its files into the local folder ``out``, which is published as ``published``."""
-    from spectrotune.pipeline import init_ray
+    from spectrotune.runtime import init_ray
 
     t0 = time.perf_counter()
     config, name, experiments, state = _prepare_run(config, out=published, resume=resume, kind="sweep", folds=None,
@@ -1090,8 +1090,8 @@ def _export_best(rows: Sequence[Mapping[str, Any]], spec: _SweepSpec, names: Seq
     """Export the best trial of every source as ``OUT/best/<source>/bundle`` and evaluate it on the test split."""
     from ray.train import Result
 
-    from spectrotune.evaluate import evaluate
-    from spectrotune.train import export_run, plan_run
+    from spectrotune.evaluation.evaluate import evaluate
+    from spectrotune.training.train import export_run, plan_run
 
     best: dict[str, dict[str, Any]] = {}
     for source in names:
@@ -1206,7 +1206,7 @@ class CVResult:
 def _fold_baselines(data: str, folds: Sequence[Sequence[str]], *, seed: int,
                     log: Callable[[str], None]) -> list[dict[str, float]] | None:
     """Per fold ``{model: accuracy}`` of the classical baselines fit on the other folds; None without features."""
-    from spectrotune.baselines import load_dataset_features, run_baselines
+    from spectrotune.evaluation.baselines import load_dataset_features, run_baselines
 
     try:
         table = load_dataset_features(data)
@@ -1275,7 +1275,7 @@ def cross_validate(
 def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: int, source: str | None,
                     resume: str | None, progress: bool, log: Callable[[str], None]) -> tuple[CVResult, str | None]:
     """:func:`cross_validate` writing its files into the local folder ``out``, published as ``published``."""
-    from spectrotune.pipeline import init_ray
+    from spectrotune.runtime import init_ray
 
     t0 = time.perf_counter()
     if folds < 2:

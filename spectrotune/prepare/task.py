@@ -1,6 +1,6 @@
 """Turning one batch of input files into Parquet shard rows: the work each prepare task does.
 
-Pure numpy/pyarrow, no ``ray``: :mod:`spectrotune.pipeline` ships batches of :class:`~spectrotune.sources.SourceItem`
+Pure numpy/pyarrow, no ``ray``: :mod:`spectrotune.prepare.driver` ships batches of :class:`~spectrotune.sources.listing.SourceItem`
 to Ray tasks that call :func:`process_batch`. A file that cannot be used is recorded with its reason and the rest of
 the batch goes on (one bad file never costs a worker's batch). Randomness comes only from seeds derived from
 ``(seed, track_id, segment, variant)``, so any shard can be rebuilt bit-identically.
@@ -18,11 +18,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spectrotune import audio, features, noise, storage
+from spectrotune import storage
+from spectrotune.audio import io as audio
+from spectrotune.audio import features
+from spectrotune.audio import noise
 from spectrotune.config import Config
 from spectrotune.dataset import CLEAN, N_FEATURES, SHARDS, segment_schema
 from spectrotune.errors import InputError
-from spectrotune.sources import SourceItem
+from spectrotune.sources.listing import SourceItem
 
 
 _DICT_COLUMNS = ["track_id", "genre", "variant"]
@@ -226,7 +229,7 @@ def _audio_rows(item: SourceItem, *, split: str, label: int, config: Config, res
 
 def _image_rows(item: SourceItem, *, split: str, label: int, config: Config, result: BatchResult,
                 columns: _Columns) -> int:
-    from spectrotune import images  # matplotlib-free decode path; imported lazily for audio-only runs
+    from spectrotune.sources import spotify as images  # matplotlib-free decode path; imported lazily for audio-only runs
 
     t0 = time.perf_counter()
     arr = images.image_to_array(item.path, n_mels=config.features.n_mels, n_frames=config.image.n_frames)

@@ -21,7 +21,7 @@ import numpy as np
 
 from spectrotune.config import SPLITS, SplitConfig
 from spectrotune.errors import ConfigError, InputError
-from spectrotune.sources import SourceItem
+from spectrotune.sources.listing import SourceItem
 
 
 def assign_splits(items: Sequence[SourceItem], *, config: SplitConfig) -> tuple[dict[str, str], dict[str, object]]:

@@ -1,0 +1,1 @@
+"""audio room (see README "Code map")."""

@@ -1,0 +1,1 @@
+"""evaluation room (see README "Code map")."""

@@ -1,0 +1,1 @@
+"""prepare room (see README "Code map")."""

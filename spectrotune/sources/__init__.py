@@ -1,0 +1,1 @@
+"""sources room (see README "Code map")."""

@@ -1,0 +1,1 @@
+"""tuning room (see README "Code map")."""
