@@ -26,8 +26,8 @@ from typing import Any, Union
 import yaml
 
 from spectrotune.errors import ConfigError
+from spectrotune.schema import SPLITS
 
-SPLITS = ("train", "valid", "test")
 SHIPPED_CONFIGS = ("gtzan", "spotify", "demo", "sweep")
 
 

@@ -39,21 +39,10 @@ import pyarrow.dataset as pads
 from spectrotune import storage
 from spectrotune.errors import DatasetError
 
-TRACK_ID = "track_id"
-GENRE = "genre"
-LABEL = "label"
-SPLIT = "split"
-SEGMENT = "segment"
-VARIANT = "variant"
-SNR_DB = "snr_db"
-MEL = "mel"
-FEATURES = "features"
-CLEAN = "clean"
-
-MANIFEST = "manifest.json"
-SHARDS = "data"
-ERRORS = "errors.parquet"
-N_FEATURES = 57
+from spectrotune.schema import (  # noqa: F401  (the dataset's column and file names, read as D.TRACK_ID etc.)
+    CLEAN, ERRORS, FEATURES, GENRE, LABEL, MANIFEST, MEL, N_FEATURES, SEGMENT, SHARDS, SNR_DB, SPLIT, SPLITS, TRACK_ID,
+    VARIANT,
+)
 
 ERRORS_SCHEMA = pa.schema(
     [

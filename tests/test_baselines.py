@@ -14,7 +14,6 @@ import pytest
 from spectrotune.evaluation import baselines
 from spectrotune.evaluation.baselines import (
     BASELINES,
-    KAGGLE_FEATURE_COLUMNS,
     baselines_markdown,
     fit_baseline,
     load_dataset_features,
@@ -24,11 +23,12 @@ from spectrotune.evaluation.baselines import (
     write_baseline_report,
 )
 from spectrotune.errors import ConfigError, DatasetError, InputError
+from spectrotune.schema import FEATURE_NAMES
 
 GENRES = ("blues", "jazz", "rock")
 N_TRACKS = 8
 N_SEGMENTS = 3
-N_FEATURES = len(KAGGLE_FEATURE_COLUMNS)
+N_FEATURES = len(FEATURE_NAMES)
 # Per genre: tracks 0-3 train, 4-5 valid, 6-7 test.
 SPLIT_OF_TRACK = ("train",) * 4 + ("valid",) * 2 + ("test",) * 2
 
@@ -123,15 +123,15 @@ def tracks(dataset_dir: Path) -> pd.DataFrame:
 
 
 def test_feature_columns_are_the_57_kaggle_columns_in_csv_order():
-    assert len(KAGGLE_FEATURE_COLUMNS) == 57
-    assert len(set(KAGGLE_FEATURE_COLUMNS)) == 57
-    assert KAGGLE_FEATURE_COLUMNS[16:19] == ("tempo", "mfcc1_mean", "mfcc1_var")
-    assert KAGGLE_FEATURE_COLUMNS[-1] == "mfcc20_var"
+    assert len(FEATURE_NAMES) == 57
+    assert len(set(FEATURE_NAMES)) == 57
+    assert FEATURE_NAMES[16:19] == ("tempo", "mfcc1_mean", "mfcc1_var")
+    assert FEATURE_NAMES[-1] == "mfcc20_var"
 
 
 def test_feature_columns_match_the_features_module():
     features = pytest.importorskip("spectrotune.audio.features")
-    assert tuple(features.FEATURE_NAMES) == KAGGLE_FEATURE_COLUMNS
+    assert tuple(features.FEATURE_NAMES) == FEATURE_NAMES
 
 
 def test_track_table_has_one_row_per_track_with_segment_means():
@@ -142,7 +142,7 @@ def test_track_table_has_one_row_per_track_with_segment_means():
     assert (table["n_segments"] == N_SEGMENTS).all()
     first = table.set_index("track_id").loc["jazz.00005"]
     expected = np.mean([r["features"].astype(np.float64) for r in rows if r["track_id"] == "jazz.00005"], axis=0)
-    np.testing.assert_allclose(first[list(KAGGLE_FEATURE_COLUMNS)].to_numpy(dtype=float), expected, rtol=1e-12)
+    np.testing.assert_allclose(first[list(FEATURE_NAMES)].to_numpy(dtype=float), expected, rtol=1e-12)
     assert (first["genre"], first["label"], first["split"]) == ("jazz", 1, "valid")
 
 
@@ -165,7 +165,7 @@ def test_dataset_features_are_track_means_of_clean_segments(tracks):
     by_track = tracks.set_index("track_id")
     for track in ("blues.00000", "rock.00007"):
         expected = np.mean([r["features"].astype(np.float64) for r in rows if r["track_id"] == track], axis=0)
-        got = by_track.loc[track, list(KAGGLE_FEATURE_COLUMNS)].to_numpy(dtype=float)
+        got = by_track.loc[track, list(FEATURE_NAMES)].to_numpy(dtype=float)
         np.testing.assert_allclose(got, expected, rtol=1e-12)
     counts = tracks["split"].value_counts().to_dict()
     assert counts == {"train": 12, "valid": 6, "test": 6}
@@ -225,7 +225,7 @@ def overlapping_tracks() -> pd.DataFrame:
             values[:3] += 0.8 * np.eye(3)[label]
             split = "train" if t < 14 else "valid" if t < 22 else "test"
             rows.append({"track_id": f"{genre}.{t:05d}", "genre": genre, "label": label, "split": split,
-                         **dict(zip(KAGGLE_FEATURE_COLUMNS, values))})
+                         **dict(zip(FEATURE_NAMES, values))})
     return track_table(pd.DataFrame(rows))
 
 
@@ -245,8 +245,8 @@ def test_hyperparameter_is_the_first_best_on_valid(overlapping_tracks, name, key
     scores = []
     for value in baselines.PARAM_GRIDS[name][key]:
         model = baselines.make_model(name, **{key: value})
-        model.fit(train[list(KAGGLE_FEATURE_COLUMNS)].to_numpy(), train["label"].to_numpy())
-        scores.append(model.score(valid[list(KAGGLE_FEATURE_COLUMNS)].to_numpy(), valid["label"].to_numpy()))
+        model.fit(train[list(FEATURE_NAMES)].to_numpy(), train["label"].to_numpy())
+        scores.append(model.score(valid[list(FEATURE_NAMES)].to_numpy(), valid["label"].to_numpy()))
     assert len(set(scores)) > 1  # the grid matters on this data
     assert result["valid_accuracy"] == pytest.approx(max(scores))
     assert result["params"] == {key: baselines.PARAM_GRIDS[name][key][int(np.argmax(scores))]}
@@ -254,12 +254,12 @@ def test_hyperparameter_is_the_first_best_on_valid(overlapping_tracks, name, key
 
 def test_scaler_is_fitted_on_train_tracks_only(tracks):
     pipeline, result = fit_baseline(tracks, "svm_rbf", seed=0)
-    train = tracks[tracks["split"] == "train"][list(KAGGLE_FEATURE_COLUMNS)].to_numpy(dtype=float)
+    train = tracks[tracks["split"] == "train"][list(FEATURE_NAMES)].to_numpy(dtype=float)
     np.testing.assert_allclose(pipeline["scale"].mean_, train.mean(axis=0), rtol=1e-12)
 
     moved = tracks.copy()
     is_test = moved["split"] == "test"
-    moved.loc[is_test, list(KAGGLE_FEATURE_COLUMNS)] += 1e3
+    moved.loc[is_test, list(FEATURE_NAMES)] += 1e3
     moved_pipeline, moved_result = fit_baseline(moved, "svm_rbf", seed=0)
     np.testing.assert_array_equal(moved_pipeline["scale"].mean_, pipeline["scale"].mean_)
     np.testing.assert_array_equal(moved_pipeline["scale"].scale_, pipeline["scale"].scale_)
@@ -332,7 +332,7 @@ def _kaggle_frame(tracks: dict[str, int], *, seed: int = 0) -> pd.DataFrame:
         for segment in range(n_segments):
             values = rng.normal(centre, 1.0, N_FEATURES)
             rows.append(
-                {"filename": f"{track}.{segment}.wav", "length": 66149, **dict(zip(KAGGLE_FEATURE_COLUMNS, values)),
+                {"filename": f"{track}.{segment}.wav", "length": 66149, **dict(zip(FEATURE_NAMES, values)),
                  "label": genre}
             )
     frame = pd.DataFrame(rows)
@@ -358,8 +358,8 @@ def test_kaggle_fault_filtered_split_uses_the_shipped_lists(tmp_path):
     assert by_track.loc["blues.00000", "n_segments"] == 10
     rows = frame[frame["filename"].str.startswith("blues.00029.")]
     np.testing.assert_allclose(
-        by_track.loc["blues.00029", list(KAGGLE_FEATURE_COLUMNS)].to_numpy(dtype=float),
-        rows[list(KAGGLE_FEATURE_COLUMNS)].to_numpy().mean(axis=0),
+        by_track.loc["blues.00029", list(FEATURE_NAMES)].to_numpy(dtype=float),
+        rows[list(FEATURE_NAMES)].to_numpy().mean(axis=0),
     )
     assert by_track.loc["classical.00000", "label"] == 1
 

@@ -45,6 +45,7 @@ import numpy as np
 import scipy.fft
 
 from spectrotune.errors import ConfigError, InputError
+from spectrotune.schema import FEATURE_NAMES
 
 SR = 22050
 N_FFT = 2048
@@ -53,13 +54,6 @@ N_MELS = 128
 TOP_DB = 80.0
 AMIN = 1e-10  # power floor of librosa.power_to_db: silence maps to 10 * log10(1e-10) = -100 dB
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "chroma_stft_mean", "chroma_stft_var", "rms_mean", "rms_var",
-    "spectral_centroid_mean", "spectral_centroid_var", "spectral_bandwidth_mean", "spectral_bandwidth_var",
-    "rolloff_mean", "rolloff_var", "zero_crossing_rate_mean", "zero_crossing_rate_var",
-    "harmony_mean", "harmony_var", "perceptr_mean", "perceptr_var", "tempo",
-    *(f"mfcc{i}_{stat}" for i in range(1, 21) for stat in ("mean", "var")),
-)  # fmt: skip
 
 _N_MFCC = 20
 _HPSS_KERNEL = 31  # librosa.effects.hpss default kernel_size

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Name of the variant without added noise.
-CLEAN = "clean"
+from spectrotune.schema import CLEAN  # noqa: E402  (re-exported: variant names live in one place)
 #: Noise kinds: synthetic white/pink/brown, or "file" = excerpts of a background recording.
 NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "file")
 

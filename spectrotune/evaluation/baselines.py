@@ -45,36 +45,13 @@ import pandas as pd
 
 from spectrotune import storage
 from spectrotune.errors import ConfigError, DatasetError, InputError
+from spectrotune.schema import CLEAN, FEATURE_NAMES, SPLITS
 
 logger = logging.getLogger(__name__)
 
-#: The 57 handcrafted features in Kaggle's column order; the ``features`` vector of a prepared dataset
-#: uses the same order (``spectrotune.audio.features.FEATURE_NAMES``, kept equal by a test).
-KAGGLE_FEATURE_COLUMNS: tuple[str, ...] = (
-    "chroma_stft_mean",
-    "chroma_stft_var",
-    "rms_mean",
-    "rms_var",
-    "spectral_centroid_mean",
-    "spectral_centroid_var",
-    "spectral_bandwidth_mean",
-    "spectral_bandwidth_var",
-    "rolloff_mean",
-    "rolloff_var",
-    "zero_crossing_rate_mean",
-    "zero_crossing_rate_var",
-    "harmony_mean",
-    "harmony_var",
-    "perceptr_mean",
-    "perceptr_var",
-    "tempo",
-    *(f"mfcc{i}_{stat}" for i in range(1, 21) for stat in ("mean", "var")),
-)
 
 #: Identifying columns of a track table (:func:`track_table`), before the feature columns.
 TRACK_COLUMNS: tuple[str, ...] = ("track_id", "genre", "label", "split", "n_segments")
-
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 BASELINES: tuple[str, ...] = ("random_forest", "svm_rbf", "svm_linear", "knn", "logistic_regression")
 
@@ -113,14 +90,14 @@ def track_table(segment_features: pd.DataFrame) -> pd.DataFrame:
     ----------
     segment_features : pandas.DataFrame
         One row per segment with columns ``track_id`` (str), ``genre`` (str), ``label`` (int) and
-        ``split`` (str), plus the features either as the 57 columns :data:`KAGGLE_FEATURE_COLUMNS`
+        ``split`` (str), plus the features either as the 57 columns :data:`FEATURE_NAMES`
         or as one ``features`` column holding a length-57 float vector per row (dataset order).
 
     Returns
     -------
     pandas.DataFrame
         One row per track, sorted by ``track_id``, with columns :data:`TRACK_COLUMNS`
-        (``n_segments`` = number of segments averaged) followed by :data:`KAGGLE_FEATURE_COLUMNS`
+        (``n_segments`` = number of segments averaged) followed by :data:`FEATURE_NAMES`
         as float64 (the unweighted mean over the track's segments).
 
     Raises
@@ -135,7 +112,7 @@ def track_table(segment_features: pd.DataFrame) -> pd.DataFrame:
         raise DatasetError(f"segment table lacks column(s) {missing}; has {list(segment_features.columns)}")
     if frame.empty:
         raise DatasetError("segment table is empty: no segments to average")
-    values = frame[list(KAGGLE_FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    values = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -151,7 +128,7 @@ def track_table(segment_features: pd.DataFrame) -> pd.DataFrame:
             seen = sorted(map(str, frame.loc[frame["track_id"] == track, column].unique()))
             raise DatasetError(f"track {track!r} has segments with different {column} values {seen}")
     # float64 before averaging: shards store float32 and the _var features span many decades.
-    feature_frame = pd.DataFrame(values, columns=list(KAGGLE_FEATURE_COLUMNS), index=frame.index)
+    feature_frame = pd.DataFrame(values, columns=list(FEATURE_NAMES), index=frame.index)
     feature_frame["track_id"] = frame["track_id"].to_numpy()
     means = feature_frame.groupby("track_id", sort=True).mean()
     first = grouped[["genre", "label", "split"]].first()
@@ -169,22 +146,22 @@ def track_table(segment_features: pd.DataFrame) -> pd.DataFrame:
 
 def _with_feature_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with the 57 named feature columns, expanding a ``features`` vector column."""
-    if all(c in frame.columns for c in KAGGLE_FEATURE_COLUMNS):
+    if all(c in frame.columns for c in FEATURE_NAMES):
         return frame
     if "features" not in frame.columns:
-        missing = [c for c in KAGGLE_FEATURE_COLUMNS if c not in frame.columns]
+        missing = [c for c in FEATURE_NAMES if c not in frame.columns]
         raise DatasetError(
             f"segment table has neither a 'features' column nor the feature columns (missing {missing[:3]}...)"
         )
     vectors = frame["features"].to_list()
-    n = len(KAGGLE_FEATURE_COLUMNS)
+    n = len(FEATURE_NAMES)
     for track, vector in zip(frame["track_id"] if "track_id" in frame else range(len(frame)), vectors):
         if vector is None or len(vector) != n:
             length = None if vector is None else len(vector)
             raise DatasetError(f"track {track!r}: features vector has length {length}, expected {n}")
     matrix = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), n)
     expanded = frame.drop(columns=["features"]).copy()
-    expanded[list(KAGGLE_FEATURE_COLUMNS)] = matrix
+    expanded[list(FEATURE_NAMES)] = matrix
     return expanded
 
 
@@ -235,7 +212,7 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
         raise DatasetError(f"dataset {root} lacks column(s) {missing}")
     try:
         table = dataset.to_table(
-            columns=[*_DATASET_COLUMNS, "split", "features"], filter=pc.field("variant") == "clean"
+            columns=[*_DATASET_COLUMNS, "split", "features"], filter=pc.field("variant") == CLEAN
         )
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"cannot read the shards of {root}: {e}") from e
@@ -249,7 +226,7 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
         )
     features = features.combine_chunks()
     lengths = pc.list_value_length(features).to_numpy(zero_copy_only=False)
-    n = len(KAGGLE_FEATURE_COLUMNS)
+    n = len(FEATURE_NAMES)
     if (lengths != n).any():
         row = int(np.flatnonzero(lengths != n)[0])
         raise DatasetError(
@@ -274,7 +251,7 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
             f"dataset {root}: track {bad['track_id']!r} has genre {bad['genre']!r} but label {bad['label']} "
             f"is {labels[bad['label']]!r} in manifest.json"
         )
-    segments[list(KAGGLE_FEATURE_COLUMNS)] = matrix
+    segments[list(FEATURE_NAMES)] = matrix
     tracks = track_table(segments)
     tracks.attrs["labels"] = list(labels)
     return tracks
@@ -318,7 +295,7 @@ def load_kaggle_csv(
     Parameters
     ----------
     path : str or path
-        The CSV: columns ``filename``, ``label`` (genre name) and the 57 :data:`KAGGLE_FEATURE_COLUMNS`
+        The CSV: columns ``filename``, ``label`` (genre name) and the 57 :data:`FEATURE_NAMES`
         (``length`` and any other column are ignored).
     split : {"fault_filtered", "stratified"}
         ``"fault_filtered"``: the artist-aware lists (443 / 197 / 290 tracks) shipped in
@@ -396,7 +373,7 @@ def _read_kaggle_rows(csv_path: Path) -> pd.DataFrame:
         raise InputError(f"feature CSV {csv_path} does not exist") from e
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise InputError(f"cannot read feature CSV {csv_path}: {e}") from e
-    required = ("filename", "label", *KAGGLE_FEATURE_COLUMNS)
+    required = ("filename", "label", *FEATURE_NAMES)
     missing = [c for c in required if c not in raw.columns]
     if missing:
         raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)}")
@@ -425,7 +402,7 @@ def _read_kaggle_rows(csv_path: Path) -> pd.DataFrame:
             "genre": genre.to_numpy(),
         }
     )
-    for column in KAGGLE_FEATURE_COLUMNS:
+    for column in FEATURE_NAMES:
         values = pd.to_numeric(raw[column].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
         finite = np.isfinite(values)
         if not finite.all():
@@ -628,7 +605,7 @@ def _check_model_names(models: Sequence[str]) -> None:
 
 def _split_arrays(tracks: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{split: (features float64 [n, 57], labels int64 [n])}`` with rows sorted by track_id."""
-    required = ("track_id", "label", "split", *KAGGLE_FEATURE_COLUMNS)
+    required = ("track_id", "label", "split", *FEATURE_NAMES)
     missing = [c for c in required if c not in tracks.columns]
     if missing:
         raise DatasetError(f"track table lacks column(s) {missing[:5]}{'...' if len(missing) > 5 else ''}")
@@ -636,7 +613,7 @@ def _split_arrays(tracks: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
     if unknown:
         raise DatasetError(f"track table has unknown split name(s) {unknown}; expected {list(SPLITS)}")
     ordered = tracks.sort_values("track_id", kind="stable")
-    x = ordered[list(KAGGLE_FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    x = ordered[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
     if not np.isfinite(x).all():
         raise DatasetError("track table has non-finite feature values")
     y = ordered["label"].to_numpy(dtype=np.int64)

@@ -15,7 +15,6 @@ Runs on a local Ray by default, or on the cluster named by ``RAY_ADDRESS``.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time

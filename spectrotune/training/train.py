@@ -68,6 +68,7 @@ from spectrotune import storage
 from spectrotune.config import Config, save_config
 from spectrotune.dataset import CLEAN, LABEL, MEL, TRACK_ID, VARIANT, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
+from spectrotune.schema import METRIC_KEYS, SCORE
 
 __all__ = [
     "METRIC_KEYS",
@@ -86,11 +87,6 @@ __all__ = [
     "train_fn_per_worker",
 ]
 
-SCORE = "valid_clip_accuracy"
-METRIC_KEYS = (
-    "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", SCORE, "lr",
-    "epoch_seconds", "train_seconds", "samples_per_second", "attempt",
-)  # fmt: skip
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 SPEC = "spec.json"
@@ -671,7 +667,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from spectrotune.evaluation.evaluate import save_figure
+    from spectrotune.evaluation.plots import save_figure
 
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(9, 3.5), dpi=100)

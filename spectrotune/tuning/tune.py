@@ -113,7 +113,8 @@ from spectrotune import storage
 from spectrotune.config import Config, build
 from spectrotune.dataset import CLEAN, GENRE, SPLIT, TRACK_ID, VARIANT, open_dataset, read_manifest
 from spectrotune.errors import ConfigError, DatasetError, OutputExistsError, SpectrotuneError
-from spectrotune.evaluation.evaluate import save_figure
+from spectrotune.schema import SCORE
+from spectrotune.evaluation.plots import save_figure
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -135,7 +136,6 @@ __all__ = [
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 SOURCE_KEY = "source"
 FOLD_KEY = "fold"
-SCORE = "valid_clip_accuracy"
 STATE_FILE = "spectrotune-sweep.json"
 RUNS = "runs"
 TRIAL_STATE = "trial_state"
