@@ -37,6 +37,7 @@ from spectrotune.audio import features
 from spectrotune.audio import noise
 from spectrotune import dataset as D
 from spectrotune import storage
+from spectrotune.evaluation.scores import clip_scores
 from spectrotune.evaluation.plots import plot_confusion, plot_learning_curves, plot_robustness, save_figure
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.config import EvaluateConfig
@@ -57,39 +58,6 @@ _REBUILD_CHUNK = 256
 
 # --------------------------------------------------------------------------------------------------------------
 # Scoring
-
-
-def clip_scores(
-    proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Average segment probabilities per track.
-
-    Parameters
-    ----------
-    proba : np.ndarray, float [n_segments, n_classes]
-        Segment probabilities.
-    track_ids : sequence of str, length n_segments
-        Track of each segment.
-    labels : np.ndarray, int [n_segments]
-        True label of each segment (constant within a track).
-
-    Returns
-    -------
-    tracks : list of str
-        Sorted track ids.
-    mean : np.ndarray, float64 [n_tracks, n_classes]
-        Mean probability per track.
-    truth : np.ndarray, int64 [n_tracks]
-        Label per track.
-    """
-    ids = np.asarray(track_ids, dtype=object)
-    tracks, inverse = np.unique(ids, return_inverse=True)
-    mean = np.zeros((len(tracks), proba.shape[1]), dtype=np.float64)
-    np.add.at(mean, inverse, proba.astype(np.float64))
-    mean /= np.bincount(inverse, minlength=len(tracks))[:, None]
-    truth = np.zeros(len(tracks), dtype=np.int64)
-    truth[inverse] = np.asarray(labels, dtype=np.int64)
-    return [str(t) for t in tracks], mean, truth
 
 
 def _accuracies(proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray) -> dict[str, Any]:

@@ -68,6 +68,7 @@ from spectrotune import storage
 from spectrotune.config import Config, save_config
 from spectrotune.dataset import CLEAN, LABEL, MEL, TRACK_ID, VARIANT, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
+from spectrotune.evaluation.scores import clip_accuracy
 from spectrotune.schema import METRIC_KEYS, SCORE
 
 __all__ = [
@@ -162,34 +163,6 @@ def norm_stats(
     var = np.maximum(total_sq / count - np.square(mean), 0.0)
     std = np.maximum(np.sqrt(var), std_floor)
     return mean.astype(np.float32), std.astype(np.float32), rows
-
-
-def clip_accuracy(probs: np.ndarray, labels: np.ndarray, track_ids: Sequence[str]) -> float:
-    """Track-level accuracy: average the segment probabilities of each track, then argmax vs the track's label.
-
-    Parameters
-    ----------
-    probs : ndarray float [segments, n_classes]
-        Softmax outputs per segment.
-    labels : ndarray int [segments]
-        Label of each segment (constant within a track).
-    track_ids : sequence of str, length segments
-
-    Returns
-    -------
-    float
-        Fraction of tracks classified correctly, in [0, 1]; 0.0 for no segments.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = np.asarray(labels)
-    if len(probs) == 0:
-        return 0.0
-    ids, inverse = np.unique(np.asarray(track_ids, dtype=object).astype(str), return_inverse=True)
-    sums = np.zeros((len(ids), probs.shape[1]), np.float64)
-    np.add.at(sums, inverse, probs)
-    track_label = np.zeros(len(ids), dtype=np.int64)
-    track_label[inverse] = labels
-    return float(np.mean(sums.argmax(axis=1) == track_label))
 
 
 def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
