@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# Helpers shared by tests of several rooms (e.g. librosa_reference) live at the top of tests/.
+sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
