@@ -41,7 +41,7 @@ SEGMENT = 3.0
 
 def make_corpus(out: Path, clips: int, seconds: float) -> Path:
     """10 genres x clips/10 tracks; reused when already generated with the same size."""
-    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.sources.synth.corpus import generate_corpus
 
     marker = out / "corpus.json"
     spec = {"clips": clips, "seconds": seconds}

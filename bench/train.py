@@ -88,7 +88,7 @@ class GpuSampler:
 def make_dataset(workdir: Path, *, genres: int, tracks: int, seconds: float) -> Path:
     """The prepared dataset for this corpus size, made once per size under ``workdir``."""
     from spectrotune.prepare.driver import prepare
-    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.sources.synth.corpus import generate_corpus
 
     tag = f"g{genres}-t{tracks}-s{seconds:g}"
     data = workdir / f"data-{tag}"

@@ -45,7 +45,7 @@ def _config(args: argparse.Namespace, **base):
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.sources.synth.corpus import generate_corpus
 
     paths = generate_corpus(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
                             sr=args.sample_rate)

@@ -79,7 +79,7 @@ def run_demo(
     say nothing about accuracy on real music.
 
     Runs into ``out`` (corpus/, dataset/, run/ with run/bundle and run/report). Returns the report."""
-    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.sources.synth.corpus import generate_corpus
 
     out = Path(out).absolute()
     if out.exists() and any(out.iterdir()) and not overwrite:

@@ -44,7 +44,7 @@ def main(work: Path) -> dict:
 
     from spectrotune.config import load_config
     from spectrotune.prepare.driver import prepare
-    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.sources.synth.corpus import generate_corpus
     from spectrotune.training.train import train
 
     work.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from spectrotune.errors import DatasetError
 from spectrotune.evaluation.evaluate import evaluate, headline
 from spectrotune.models.networks import build_model, model_params
 from spectrotune.prepare.driver import prepare
-from spectrotune.sources.synth import generate_corpus
+from spectrotune.sources.synth.corpus import generate_corpus
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from spectrotune.sources.synth import generate_corpus
+from spectrotune.sources.synth.corpus import generate_corpus
 
 pytestmark = pytest.mark.integration
 

@@ -259,7 +259,7 @@ def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared
 @pytest.fixture(scope="module")
 def spotify_corpus(tmp_path_factory):
     from spectrotune.sources.spotify import render_spotify_corpus
-    from spectrotune.sources.synth import generate_corpus
+    from spectrotune.sources.synth.corpus import generate_corpus
 
     base = tmp_path_factory.mktemp("spotify")
     generate_corpus(base / "audio", genres=3, tracks=4, seconds=9.0, seed=1)

@@ -30,7 +30,7 @@ from spectrotune import storage
 from spectrotune.bundle import load_bundle
 from spectrotune.errors import DatasetError, OutputExistsError
 from spectrotune.predict import predict
-from spectrotune.sources.synth import generate_corpus
+from spectrotune.sources.synth.corpus import generate_corpus
 
 BUCKET = "spectrotune-test"
 

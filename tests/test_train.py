@@ -23,7 +23,7 @@ from spectrotune.config import load_config
 from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
 from spectrotune.models.networks import build_model
 from spectrotune.prepare.driver import prepare
-from spectrotune.sources.synth import generate_corpus
+from spectrotune.sources.synth.corpus import generate_corpus
 from spectrotune.training.train import (METRIC_KEYS, _run_name, _training_error, clip_accuracy, dataset_id, lr_factor,
                                norm_stats, plan_run, track_best, train)
 

@@ -11,7 +11,7 @@ import pytest
 from spectrotune import dataset as D
 from spectrotune.config import load_config
 from spectrotune.predict import predict
-from spectrotune.sources.synth import generate_corpus
+from spectrotune.sources.synth.corpus import generate_corpus
 from spectrotune.flows import run_pipeline
 
 
