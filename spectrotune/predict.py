@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from spectrotune.audio import io as audio
-from spectrotune.audio import features
+from spectrotune.audio import logmel
 from spectrotune import storage
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.errors import ConfigError, InputError
@@ -83,7 +83,7 @@ def segment_params(meta: Mapping[str, Any], *, split: str = "test") -> tuple[int
     """
     a = meta.get("audio") or {}
     try:
-        sr = int(a.get("sample_rate", features.SR))
+        sr = int(a.get("sample_rate", logmel.SR))
         seconds = float(a.get("segment_seconds", 3.0))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bundle audio parameters are invalid: {a!r}") from e
@@ -96,7 +96,7 @@ def segment_params(meta: Mapping[str, Any], *, split: str = "test") -> tuple[int
 
 
 def log_mel_params(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`spectrotune.audio.features.log_mel` from a bundle's ``meta["features"]``."""
+    """Keyword arguments of :func:`spectrotune.audio.logmel.log_mel` from a bundle's ``meta["features"]``."""
     f = meta.get("features") or {}
     params = {k: f[k] for k in _LOG_MEL_KEYS if k in f}
     params["sr"] = segment_params(meta)[0]
@@ -128,7 +128,7 @@ def _segments_of(bundle: Bundle, path: str) -> tuple[np.ndarray, bool, float]:
     # min_seconds=0: anything with at least one sample is predicted (short clips are padded and flagged).
     y = audio.decode(path, sr=sr, min_seconds=0.0)
     segs, padded = audio.segment(y, sr=sr, seconds=seconds, hop_seconds=hop)
-    return features.log_mel(segs, **log_mel_params(bundle.meta)), padded, hop
+    return logmel.log_mel(segs, **log_mel_params(bundle.meta)), padded, hop
 
 
 def predict_files(

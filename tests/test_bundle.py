@@ -10,8 +10,7 @@ import torch
 
 from spectrotune.bundle import load_bundle, save_bundle
 from spectrotune.errors import BundleError
-from spectrotune.models.networks import build_model
-from spectrotune.models.params import model_params
+from spectrotune.models.networks import build_model, model_params
 
 
 def _save(path, name="cnn"):

@@ -14,8 +14,6 @@ from spectrotune.predict import predict
 from spectrotune.sources.synth.corpus import generate_corpus
 from spectrotune.flows import run_pipeline
 
-pytestmark = pytest.mark.integration  # runs the flow on a local Ray
-
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory, ray_session):
@@ -55,7 +53,7 @@ def test_predict_with_the_trained_bundle_names_the_right_genres(flow):
 
 
 def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
-    import spectrotune.training.driver
+    import spectrotune.training.train
 
     base, _ = flow
     out = tmp_path / "out"
@@ -66,7 +64,7 @@ def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
         seen["run_left"] = Path(run).exists()
         raise RuntimeError("stop before training")
 
-    monkeypatch.setattr(spectrotune.training.driver, "train", stop_before_training)
+    monkeypatch.setattr(spectrotune.training.train, "train", stop_before_training)
     config = load_config("demo", overrides=["noise.enabled=false", "features.n_mels=16"])
     with pytest.raises(RuntimeError, match="stop before training"):
         run_pipeline(base / "corpus", out, config=config, overwrite=True, progress=False, log=lambda _: None)

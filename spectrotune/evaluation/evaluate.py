@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from spectrotune.audio import io as audio
-from spectrotune.audio import features
+from spectrotune.audio import logmel
 from spectrotune.audio import noise
 from spectrotune import dataset as D
 from spectrotune import storage
@@ -307,7 +307,7 @@ def _rebuild(bundle: Bundle, manifest: Mapping[str, Any], *, variants: Sequence[
             noisy, _ = noise.add_noise_batch(segs, kind=kind, snr_db=snr, seed=seed, track_id=track_id,
                                              segment_indices=seg_ids)
             for start in range(0, len(noisy), _REBUILD_CHUNK):
-                mel = features.log_mel(noisy[start:start + _REBUILD_CHUNK], **mel_kwargs)
+                mel = logmel.log_mel(noisy[start:start + _REBUILD_CHUNK], **mel_kwargs)
                 proba[name].append(bundle.predict_proba(mel))
         ids += [track_id] * len(segs)
         labels += [test_tracks[track_id]] * len(segs)

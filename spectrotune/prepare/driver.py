@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import spectrotune
 from spectrotune import runtime, storage
 from spectrotune.audio import io as audio
-from spectrotune.audio import features
+from spectrotune.audio import handcrafted
 from spectrotune.config import SPLITS, Config, save_config
 from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
 from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
@@ -99,7 +99,7 @@ def prepare(
         f"({', '.join(f'{s}: {sum(1 for t in set(splits) if splits[t] == s)} tracks' for s in SPLITS)})")
 
     if kind == "audio" and config.features.handcrafted:
-        features.warm_up(sr=config.audio.sample_rate)
+        handcrafted.warm_up(sr=config.audio.sample_rate)
     background = None
     if kind == "audio" and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
         background = audio.decode(config.noise.background, sr=config.audio.sample_rate, min_seconds=0.1)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from spectrotune import storage
 from spectrotune.audio import io as audio
-from spectrotune.audio import features
+from spectrotune.audio import handcrafted, logmel
 from spectrotune.audio import noise
 from spectrotune.config import Config
 from spectrotune.dataset import CLEAN, N_FEATURES, SHARDS, segment_schema
@@ -100,7 +100,7 @@ def mel_shape(config: Config, *, kind: str) -> tuple[int, int]:
     if kind == "spotify":
         return config.features.n_mels, config.image.n_frames
     window = int(round(config.audio.segment_seconds * config.audio.sample_rate))
-    return config.features.n_mels, features.n_frames(window, hop_length=config.features.hop_length)
+    return config.features.n_mels, logmel.n_frames(window, hop_length=config.features.hop_length)
 
 
 def process_batch(
@@ -210,7 +210,7 @@ def _audio_rows(item: SourceItem, *, split: str, label: int, config: Config, res
     result.add_time("noise", t2 - t1)
 
     stacked = np.concatenate([v[1] for v in variants], axis=0)
-    mel = features.log_mel(stacked, sr=a.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels,
+    mel = logmel.log_mel(stacked, sr=a.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels,
                            fmin=f.fmin, fmax=f.fmax, top_db=f.top_db)
     t3 = time.perf_counter()
     result.add_time("log_mel", t3 - t2)
@@ -219,7 +219,7 @@ def _audio_rows(item: SourceItem, *, split: str, label: int, config: Config, res
     for i, (name, _, snrs) in enumerate(variants):
         feats = None
         if f.handcrafted and name == CLEAN:
-            feats = features.handcrafted_features(segs, sr=a.sample_rate)
+            feats = handcrafted.handcrafted_features(segs, sr=a.sample_rate)
         columns.extend(item=item, label=label, segments=seg_ids, variant=name, snr_db=snrs,
                        mel=mel[i * n : (i + 1) * n], feats=feats)
         _count(result, split, item.genre, name, n)
