@@ -1,4 +1,4 @@
-"""Downloading and safely unpacking public datasets (``spectrotune fetch gtzan --dest DIR``).
+"""Downloading public datasets with resume and checksum, then unpacking them (``spectrotune fetch``).
 
 :func:`fetch` downloads a known dataset's archive to ``DEST/<archive>.part`` with :mod:`urllib.request`, showing
 progress (bytes, percent, rate) on stderr a few times a second at most. An interrupted download keeps its
@@ -6,21 +6,14 @@ progress (bytes, percent, rate) on stderr a few times a second at most. An inter
 appends, a plain ``200`` means the server cannot resume and the download restarts from zero, ``416`` means the
 file was already complete). The archive is then checked against its known SHA-256 (a mismatch removes the file
 and raises :class:`~spectrotune.errors.InputError` naming both digests), renamed to ``DEST/<archive>``, unpacked
-with :func:`safe_extract`, and a marker ``DEST/.fetched-<name>.json`` (url, sha256, files) is written. Once the
-marker exists, :func:`fetch` does nothing and says so; delete the marker to fetch again.
-
-:func:`safe_extract` unpacks tar (plain, gz, bz2, xz) and zip archives with its own checks, identical on Python
-3.10-3.13 (it does not rely on ``tarfile``'s ``filter="data"``, which older Pythons lack): it refuses, naming the
-member and the reason, absolute names, ``..`` components, symlinks and hardlinks whose target leaves the
-destination (following the archive's own symlinks, so a chain of individually harmless links cannot escape),
-and device files and FIFOs. Every member is checked before anything is written; files go to a hidden temporary
-folder inside the destination and are moved into place only when all of them were written, so a refused or broken
-archive leaves nothing behind.
+with :func:`~spectrotune.sources.archive.safe_extract` (which never writes outside ``DEST``), and a marker
+``DEST/.fetched-<name>.json`` (url, sha256, files) is written. Once the marker exists, :func:`fetch` does nothing
+and says so; delete the marker to fetch again.
 
 Known datasets live in :data:`DATASETS`. The Marsyas server that hosts GTZAN has been unreliable since 2022; the
 Kaggle mirror (``andradaolteanu/gtzan-dataset-music-genre-classification``) needs a Kaggle account, so download it
 yourself and point ``url`` at the file (``file:///path/archive.zip``) with its ``sha256``. Only ``http``,
-``https`` and ``file`` URLs are accepted, also for redirects. Pure standard library; no ``ray``.
+``https`` and ``file`` URLs are accepted, also for redirects. Standard library only (urllib, hashlib); no ``ray``.
 
 Example
 -------
@@ -36,26 +29,20 @@ import http.client
 import json
 import os
 import re
-import shutil
-import stat
 import sys
-import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from spectrotune import __version__
+from spectrotune import __version__, storage
 from spectrotune.errors import ConfigError, InputError
+from spectrotune.sources.archive import remove_stale_extractions, safe_extract
 
-__all__ = ["DATASETS", "DatasetSource", "fetch", "marker_path", "safe_extract"]
+__all__ = ["DATASETS", "DatasetSource", "fetch", "marker_path"]
 
 
 @dataclass(frozen=True)
@@ -105,16 +92,7 @@ _ALLOWED_SCHEMES = ("http", "https", "file")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
-_EXTRACT_PREFIX = ".spectrotune-extract-"
-_MAX_LINK_DEPTH = 40  # like the kernel's symlink-follow limit: deeper chains are loops or attacks
-_COPY_BUFFER = 1 << 20
-
-try:  # lzma is optional in some Python builds; tarfile then simply cannot open .tar.xz
-    import lzma
-
-    _LZMA_ERRORS: tuple[type[BaseException], ...] = (lzma.LZMAError,)
-except ImportError:  # pragma: no cover
-    _LZMA_ERRORS = ()
+_HASH_BLOCK = 1 << 20  # bytes per read while hashing the archive
 
 
 def marker_path(name: str, dest: str | os.PathLike[str]) -> Path:
@@ -174,7 +152,7 @@ def fetch(
     InputError
         URL scheme not allowed, network or HTTP failure (message names the URL and the reason or status code),
         interrupted transfer (the ``.part`` file is kept: run again to resume), checksum mismatch (the file is
-        removed), or an archive member refused by :func:`safe_extract`.
+        removed), or an archive member refused by :func:`~spectrotune.sources.archive.safe_extract`.
     """
     url, archive_name, expected, note = _resolve_source(name, url=url, sha256=sha256)
     if not timeout > 0:
@@ -190,7 +168,7 @@ def fetch(
             f"(delete {marker} to fetch again)")
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    _remove_stale_extractions(dest, log=log)
+    remove_stale_extractions(dest, log=log)
 
     archive = dest / archive_name
     part = dest / (archive_name + ".part")
@@ -211,7 +189,7 @@ def fetch(
 
     log(f"{name}: extracting {archive.name} into {dest}")
     files = safe_extract(archive, dest)
-    _write_json_atomic(marker, {
+    storage.write_text(marker, json.dumps({
         "name": name,
         "url": url,
         "archive": archive_name,
@@ -220,7 +198,7 @@ def fetch(
         "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "spectrotune": __version__,
         "files": [p.relative_to(dest).as_posix() for p in files],
-    })
+    }, indent=1) + "\n")
     if not keep_archive:
         archive.unlink()
     log(f"{name}: {len(files):,} files extracted into {dest}; marker {marker.name} written"
@@ -405,7 +383,7 @@ class _Progress:
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(_COPY_BUFFER):
+        while block := f.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
 
@@ -423,293 +401,3 @@ def _verify_sha256(path: Path, *, expected: str | None, url: str, log: Callable[
     else:
         log(f"{label}: sha256 verified ({actual})")
     return actual
-
-
-def _write_json_atomic(path: Path, payload: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _remove_stale_extractions(dest: Path, *, log: Callable[[str], object]) -> None:
-    """Delete temporary extraction folders that a killed run left behind (they can hold gigabytes)."""
-    for entry in dest.glob(_EXTRACT_PREFIX + "*"):
-        if entry.is_dir() and not entry.is_symlink():
-            log(f"removing {entry}, left by an interrupted extraction")
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Safe extraction
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One archive member after the checks: ``parts`` is its path inside the destination."""
-
-    name: str
-    kind: str  # "dir", "file", "symlink", "hardlink"
-    parts: tuple[str, ...]
-    target: str = ""  # link target as stored in the archive (symlink: relative to the link; hardlink: to root)
-    mode: int = 0o644
-    mtime: float | None = None
-    ref: object = None  # the TarInfo / ZipInfo to read the data from
-
-
-def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
-    """Unpack a tar (plain, gz, bz2, xz) or zip archive into ``dest`` without ever writing outside it.
-
-    Every member is checked before anything is written. Refused (with the member name and the reason):
-    absolute names (``/x``, ``C:\\x``), ``..`` components, symlinks that are absolute or whose target resolves
-    outside ``dest`` (following the archive's other symlinks), hardlinks whose target is absolute, contains
-    ``..``, leaves ``dest`` or is not a file of the archive, device files, FIFOs and other special members.
-    Members are written to a hidden temporary folder inside ``dest`` and moved into place only when all were
-    written; on any error that folder is deleted, so ``dest`` is left as it was. Hardlinks become copies; file
-    modes keep only the owner-execute bit (no setuid, no group/world write); owners are never changed.
-
-    Parameters
-    ----------
-    archive : path
-        The archive; its type is read from its first bytes, not its name.
-    dest : path
-        Destination folder, created if missing. Existing folders are merged; existing files with the same name
-        are replaced.
-
-    Returns
-    -------
-    list of Path
-        The files and symlinks written (not folders), in archive order, as paths under ``dest``.
-
-    Raises
-    ------
-    InputError
-        The archive cannot be read or has a refused member; an archive entry conflicts with an existing path of
-        another kind in ``dest``.
-    """
-    archive = Path(archive)
-    dest = Path(dest)
-    kind = _archive_kind(archive)
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(archive) as zf:
-                entries = _check_entries(archive, list(_zip_entries(archive, zf)))
-                return _extract_entries(archive, entries, dest, lambda e: zf.open(e.ref))  # type: ignore[arg-type]
-        with tarfile.open(archive, mode="r:*") as tf:
-            entries = _check_entries(archive, list(_tar_entries(archive, tf)))
-            return _extract_entries(archive, entries, dest, lambda e: tf.extractfile(e.ref))  # type: ignore[arg-type]
-    except InputError:
-        raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, zlib.error,
-            *_LZMA_ERRORS) as e:
-        raise InputError(f"cannot extract archive {archive}: {e}") from e
-
-
-def _archive_kind(archive: Path) -> str:
-    try:
-        with open(archive, "rb") as f:
-            head = f.read(6)
-    except OSError as e:
-        raise InputError(f"cannot read archive {archive}: {e}") from e
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return "zip"
-    return "tar"  # tarfile's "r:*" recognises gzip, bz2, xz and plain tar and rejects anything else
-
-
-def _refuse(archive: Path, member: str, why: str) -> InputError:
-    return InputError(f"refusing to extract {archive}: member {member!r} {why}")
-
-
-def _split_name(archive: Path, member: str, name: str, *, what: str = "name") -> tuple[str, ...]:
-    """Split a stored path into components, refusing absolute paths and '..'; '.' and empty parts are dropped."""
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        raise _refuse(archive, member, f"has an absolute {what} {name!r}")
-    # Backslashes are separators on Windows, so '..\\x' must be refused everywhere.
-    parts = tuple(p for p in re.split(r"[/\\]", name) if p not in ("", "."))
-    if ".." in parts:
-        raise _refuse(archive, member, f"has a '..' component in its {what} {name!r}")
-    return parts
-
-
-def _tar_entries(archive: Path, tf: tarfile.TarFile) -> Iterator[_Entry]:
-    for m in tf.getmembers():
-        parts = _split_name(archive, m.name, m.name)
-        if not parts:
-            continue  # the archive root itself ("./")
-        if m.isdir():
-            yield _Entry(m.name, "dir", parts)
-        elif m.isreg():
-            yield _Entry(m.name, "file", parts, mode=m.mode, mtime=m.mtime, ref=m)
-        elif m.issym():
-            yield _Entry(m.name, "symlink", parts, target=m.linkname)
-        elif m.islnk():
-            yield _Entry(m.name, "hardlink", parts, target=m.linkname, mode=m.mode, mtime=m.mtime)
-        elif m.ischr() or m.isblk():
-            raise _refuse(archive, m.name, "is a device file")
-        elif m.isfifo():
-            raise _refuse(archive, m.name, "is a FIFO")
-        else:
-            raise _refuse(archive, m.name, f"has an unsupported type {m.type!r}")
-
-
-def _zip_entries(archive: Path, zf: zipfile.ZipFile) -> Iterator[_Entry]:
-    for info in zf.infolist():
-        parts = _split_name(archive, info.filename, info.filename)
-        if not parts:
-            continue
-        unix_mode = info.external_attr >> 16  # zip stores the Unix st_mode in the high 16 bits
-        ftype = stat.S_IFMT(unix_mode)
-        mtime = time.mktime(info.date_time + (0, 0, -1)) if info.date_time[0] >= 1980 else None
-        if info.is_dir() or ftype == stat.S_IFDIR:
-            yield _Entry(info.filename, "dir", parts)
-        elif ftype == stat.S_IFLNK:
-            if info.file_size > 4096:
-                raise _refuse(archive, info.filename, "is a symlink with an implausibly long target")
-            target = zf.read(info).decode("utf-8", errors="strict")
-            yield _Entry(info.filename, "symlink", parts, target=target)
-        elif ftype in (0, stat.S_IFREG):
-            yield _Entry(info.filename, "file", parts, mode=unix_mode or 0o644, mtime=mtime, ref=info)
-        elif ftype in (stat.S_IFCHR, stat.S_IFBLK):
-            raise _refuse(archive, info.filename, "is a device file")
-        elif ftype == stat.S_IFIFO:
-            raise _refuse(archive, info.filename, "is a FIFO")
-        else:
-            raise _refuse(archive, info.filename, f"has an unsupported file type {oct(ftype)}")
-
-
-def _resolve(parts: tuple[str, ...], links: dict[tuple[str, ...], str], *, depth: int = 0) -> tuple[str, ...] | None:
-    """Resolve a path inside the destination, following the archive's symlinks the way the OS would.
-
-    Returns the physical components, or None if the path leaves the destination (an absolute link target or a
-    '..' above the root) or the symlinks loop.
-    """
-    if depth > _MAX_LINK_DEPTH:
-        return None
-    out: list[str] = []
-    for p in parts:
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if not out:
-                return None
-            out.pop()
-            continue
-        out.append(p)
-        target = links.get(tuple(out))
-        if target is None:
-            continue
-        if target.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", target):
-            return None
-        resolved = _resolve(tuple(out[:-1]) + tuple(re.split(r"[/\\]", target)), links, depth=depth + 1)
-        if resolved is None:
-            return None
-        out = list(resolved)
-    return tuple(out)
-
-
-def _check_entries(archive: Path, entries: list[_Entry]) -> list[_Entry]:
-    """Refuse members stored below a symlink of the archive and links whose target leaves the destination."""
-    # All symlinks of the archive, whatever their order: a link created later can redirect an earlier one.
-    links = {e.parts: e.target for e in entries if e.kind == "symlink"}
-    files: set[tuple[str, ...]] = set()
-    for e in entries:
-        # Nothing may be written through an archive symlink. Besides closing the classic escape, this makes
-        # every member's stored path its physical path, which is what lets _resolve key links by stored path.
-        for i in range(1, len(e.parts)):
-            if e.parts[:i] in links:
-                raise _refuse(archive, e.name, f"is stored below the symlink {'/'.join(e.parts[:i])!r}")
-        if e.kind == "symlink":
-            if not e.target:
-                raise _refuse(archive, e.name, "is a symlink with an empty target")
-            if e.target.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", e.target):
-                raise _refuse(archive, e.name, f"is a symlink to the absolute path {e.target!r}")
-            if _resolve(e.parts[:-1] + tuple(re.split(r"[/\\]", e.target)), links) is None:
-                raise _refuse(archive, e.name, f"is a symlink whose target {e.target!r} leaves the destination")
-        elif e.kind == "hardlink":
-            target = _resolve(_split_name(archive, e.name, e.target, what="hardlink target"), links)
-            if target is None:
-                raise _refuse(archive, e.name, f"is a hardlink whose target {e.target!r} leaves the destination")
-            if target not in files:
-                raise _refuse(archive, e.name, f"is a hardlink to {e.target!r}, which is not an earlier file "
-                                               "of the archive")
-            files.add(e.parts)
-        elif e.kind == "file":
-            files.add(e.parts)
-    return entries
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _extract_entries(archive: Path, entries: list[_Entry], dest: Path,
-                     open_member: Callable[[_Entry], IO[bytes] | None]) -> list[Path]:
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_EXTRACT_PREFIX, dir=dest))
-    try:
-        root = os.path.realpath(tmp)
-        written: dict[tuple[str, ...], None] = {}
-        for e in entries:
-            path = tmp.joinpath(*e.parts)
-            # Second line of defence: check the real, on-disk location of the parent before every write.
-            parent_real = os.path.realpath(path.parent)
-            if not _inside(parent_real, root):
-                raise _refuse(archive, e.name, "would be written outside the destination")
-            if e.kind == "dir":
-                if os.path.lexists(path) and not path.is_dir():
-                    raise _refuse(archive, e.name, "is a folder but an earlier member is a file of that name")
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if os.path.lexists(path):
-                if path.is_dir() and not path.is_symlink():
-                    raise _refuse(archive, e.name, "is a file but an earlier member is a folder of that name")
-                path.unlink()  # a repeated member replaces the earlier one; never write through a symlink
-            if e.kind == "symlink":
-                os.symlink(e.target, path)
-            elif e.kind == "hardlink":
-                source_real = os.path.realpath(tmp.joinpath(*_split_name(archive, e.name, e.target)))
-                if not _inside(source_real, root) or not os.path.isfile(source_real):
-                    raise _refuse(archive, e.name, f"is a hardlink to {e.target!r}, which is not an extracted file")
-                # A copy, not a link: a hardlink shares the inode with its target, including future writes.
-                shutil.copyfile(source_real, path)
-                os.chmod(path, _safe_mode(e.mode))
-            else:
-                stream = open_member(e)
-                if stream is None:  # pragma: no cover - isreg() members always have data
-                    raise _refuse(archive, e.name, "has no data")
-                with stream, open(path, "xb") as out:  # "x": O_EXCL, never follows a symlink
-                    shutil.copyfileobj(stream, out, _COPY_BUFFER)
-                os.chmod(path, _safe_mode(e.mode))
-                if e.mtime is not None:
-                    os.utime(path, (e.mtime, e.mtime))
-            written[e.parts] = None
-        moves = _plan_moves(tmp, dest)
-        for src, dst in moves:
-            os.replace(src, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [dest.joinpath(*parts) for parts in written]
-
-
-def _safe_mode(mode: int) -> int:
-    """Owner read/write, group/world read, and execute only if the owner could execute."""
-    return 0o644 | (0o111 if mode & 0o100 else 0)
-
-
-def _plan_moves(src: Path, dst: Path) -> list[tuple[Path, Path]]:
-    """Moves that merge ``src`` into ``dst``; raises before anything moves if an entry conflicts."""
-    moves: list[tuple[Path, Path]] = []
-    for entry in sorted(os.scandir(src), key=lambda d: d.name):
-        target = dst / entry.name
-        is_dir = entry.is_dir(follow_symlinks=False)
-        if target.is_symlink() and is_dir:
-            raise InputError(f"cannot extract into {target}: it is a symlink, not a folder")
-        if is_dir and target.is_dir():
-            moves.extend(_plan_moves(Path(entry.path), target))
-        elif target.is_dir() and not target.is_symlink():
-            raise InputError(f"cannot extract {entry.name!r} into {dst}: a folder of that name exists")
-        elif is_dir and os.path.lexists(target):
-            raise InputError(f"cannot extract folder {entry.name!r} into {dst}: a file of that name exists")
-        else:
-            moves.append((Path(entry.path), target))
-    return moves
