@@ -115,7 +115,8 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spectrotune.config import EvaluateConfig
-    from spectrotune.evaluation.evaluate import evaluate, headline
+    from spectrotune.evaluation.evaluate import evaluate
+    from spectrotune.evaluation.report import headline
 
     config = EvaluateConfig(baselines=not args.no_baselines)
     report = evaluate(args.bundle, args.data, out=args.out, config=config)
@@ -135,13 +136,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from spectrotune.evaluation.baselines import (
-        baselines_markdown,
-        load_dataset_features,
-        load_kaggle_csv,
-        run_baselines,
-        write_baseline_report,
-    )
+    from spectrotune.evaluation.baseline_data import load_dataset_features
+    from spectrotune.evaluation.baselines import run_baselines, write_baseline_report
+    from spectrotune.evaluation.kaggle_csv import load_kaggle_csv
+    from spectrotune.evaluation.report import baselines_markdown
 
     from spectrotune import storage
 

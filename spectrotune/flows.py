@@ -39,7 +39,8 @@ def run_pipeline(
 
     Returns the evaluation report (see :func:`spectrotune.evaluation.evaluate.evaluate`).
     """
-    from spectrotune.evaluation.evaluate import evaluate, headline
+    from spectrotune.evaluation.evaluate import evaluate
+    from spectrotune.evaluation.report import headline
     from spectrotune.prepare.driver import prepare
     from spectrotune.training.train import train
 

@@ -5,8 +5,8 @@ Everything is measured on the test tracks, which training never saw (splits are 
 - **segment accuracy**: argmax of each clean test segment;
 - **clip accuracy**: segment probabilities averaged per track, then argmax (the number to quote);
 - **macro F1** and **per-class precision / recall / F1 / support**, all at clip level; macro F1 averages over
-  the labels present in the test truth or predictions, exactly as :mod:`spectrotune.evaluation.baselines` computes it, so
-  the CNN and the baselines are compared the same way;
+  the labels present in the test truth or predictions (:func:`spectrotune.evaluation.scores.macro_f1`, which the
+  baselines use too), so the CNN and the baselines are compared the same way;
 - **confusion matrix** (clip level) drawn to ``confusion_matrix.png``; **learning curves** from the bundle's
   metrics history drawn to ``learning_curves.png``;
 - **robustness**: clip accuracy with each noise kind at each SNR (:class:`~spectrotune.config.EvaluateConfig`).
@@ -19,7 +19,9 @@ Everything is measured on the test tracks, which training never saw (splits are 
   (:func:`spectrotune.evaluation.baselines.run_baselines`), next to the CNN.
 
 Writes ``report.json``, ``report.md`` and the PNGs into ``out`` (default: a ``report`` folder beside the bundle).
-Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no display). No ``ray``.
+The scores come from :mod:`~spectrotune.evaluation.scores`, the text from :mod:`~spectrotune.evaluation.report`
+and the figures from :mod:`~spectrotune.evaluation.plots`; this module reads the inputs and puts them together.
+No ``ray``.
 """
 
 from __future__ import annotations
@@ -37,37 +39,24 @@ from spectrotune.audio import logmel
 from spectrotune.audio import noise
 from spectrotune import dataset as D
 from spectrotune import storage
-from spectrotune.evaluation.scores import clip_scores
+from spectrotune.evaluation.scores import accuracies, confusion_matrix, macro_f1, per_class_scores
 from spectrotune.evaluation.plots import plot_confusion, plot_learning_curves, plot_robustness, save_figure
+from spectrotune.evaluation.report import report_markdown
+from spectrotune.schema import CONFUSION_PNG, LEARNING_CURVES_PNG, REPORT_JSON, REPORT_MD, ROBUSTNESS_PNG
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.config import EvaluateConfig
 from spectrotune.errors import DatasetError, InputError, SpectrotuneError
 from spectrotune.predict import log_mel_params, segment_params
 
-__all__ = ["REPORT_JSON", "REPORT_MD", "clip_scores", "evaluate", "headline", "plot_confusion",
-           "plot_learning_curves", "plot_robustness", "save_figure"]
+__all__ = ["evaluate"]
 
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-CONFUSION_PNG = "confusion_matrix.png"
-CURVES_PNG = "learning_curves.png"
-ROBUSTNESS_PNG = "robustness.png"
 # Segments per model call when rebuilding noisy test audio: bounds memory on long clips.
 _REBUILD_CHUNK = 256
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Scoring
-
-
-def _accuracies(proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray) -> dict[str, Any]:
-    labels = np.asarray(labels, dtype=np.int64)
-    tracks, mean, truth = clip_scores(proba, track_ids, labels)
-    pred = mean.argmax(axis=1)
-    return {"segment_accuracy": float((proba.argmax(axis=1) == labels).mean()) if len(labels) else float("nan"),
-            "clip_accuracy": float((pred == truth).mean()) if len(truth) else float("nan"),
-            "n_tracks": len(tracks), "n_segments": len(labels), "tracks": tracks, "truth": truth,
-            "pred": pred}
+# The robustness code below still calls the scorer by its old private name; the alias goes when that code moves
+# to spectrotune.evaluation.robustness (which imports scores.accuracies itself).
+_accuracies = accuracies
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -115,8 +104,6 @@ def evaluate(
         Not a prepared dataset, no clean test rows, or the bundle's labels / input shape differ from the
         dataset's.
     """
-    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
-
     t0 = time.perf_counter()
     config = config or EvaluateConfig()
     bundle_dir, data_dir = storage.norm(bundle_dir), storage.norm(data_dir)
@@ -125,7 +112,6 @@ def evaluate(
     _check_compatible(bundle, manifest, bundle_dir=bundle_dir, data_dir=data_dir, log=log)
     out = storage.norm(out) if out is not None else storage.join(storage.parent(bundle_dir), "report")
     labels = bundle.labels
-    n = len(labels)
 
     table = D.read_split(data_dir, "test", columns=[D.TRACK_ID, D.LABEL, D.SEGMENT, D.MEL], variants=[D.CLEAN])
     if table.num_rows == 0:
@@ -135,16 +121,13 @@ def evaluate(
     y_seg = table.column(D.LABEL).to_numpy()
     proba = bundle.predict_proba(D.mel_array(table))
     del table
-    scores = _accuracies(proba, track_ids, y_seg)
+    scores = accuracies(proba, track_ids, y_seg)
     truth, pred = scores["truth"], scores["pred"]
     log(f"test: {scores['n_tracks']} tracks, {scores['n_segments']} segments; clip accuracy "
         f"{scores['clip_accuracy']:.3f}, segment accuracy {scores['segment_accuracy']:.3f}")
 
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, pred, labels=list(range(n)), zero_division=0)
-    per_class = {labels[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                             "support": int(support[i])} for i in range(n)}
-    cm = confusion_matrix(truth, pred, labels=list(range(n)))
+    per_class = per_class_scores(truth, pred, labels)
+    cm = confusion_matrix(truth, pred, n_classes=len(labels))
 
     robustness = _robustness(bundle, manifest, data_dir=data_dir, config=config, clean=scores,
                              test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
@@ -153,8 +136,7 @@ def evaluate(
     with storage.local_output(out, last=[REPORT_JSON]) as local:
         report = _write_report(local, bundle=bundle, bundle_dir=bundle_dir, data_dir=data_dir, manifest=manifest,
                                scores=scores, per_class=per_class, cm=cm, robustness=robustness,
-                               baselines=baselines, macro_f1=float(f1_score(truth, pred, average="macro",
-                                                                             zero_division=0)), t0=t0)
+                               baselines=baselines, macro_f1=macro_f1(truth, pred), t0=t0)
     log(f"wrote {storage.join(out, REPORT_JSON)} and {storage.join(out, REPORT_MD)}")
     return report
 
@@ -170,8 +152,8 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
     save_figure(plot_confusion(cm, labels), out / CONFUSION_PNG)
     history = list((bundle.meta.get("metrics") or {}).get("history") or [])
     if history:
-        save_figure(plot_learning_curves(bundle.meta["metrics"]), out / CURVES_PNG)
-        files["learning_curves"] = CURVES_PNG
+        save_figure(plot_learning_curves(bundle.meta["metrics"]), out / LEARNING_CURVES_PNG)
+        files["learning_curves"] = LEARNING_CURVES_PNG
     if robustness.get("available"):
         save_figure(plot_robustness(robustness), out / ROBUSTNESS_PNG)
         files["robustness"] = ROBUSTNESS_PNG
@@ -337,7 +319,8 @@ def _rebuild(bundle: Bundle, manifest: Mapping[str, Any], *, variants: Sequence[
 def _baselines(data_dir: Path, manifest: Mapping[str, Any], *, enabled: bool, log: Callable[[str], None]) -> dict:
     if not enabled:
         return {"available": False, "reason": "disabled (evaluate.baselines: false)"}
-    from spectrotune.evaluation.baselines import load_dataset_features, run_baselines
+    from spectrotune.evaluation.baseline_data import load_dataset_features
+    from spectrotune.evaluation.baselines import run_baselines
 
     try:
         tracks = load_dataset_features(data_dir)
@@ -350,87 +333,6 @@ def _baselines(data_dir: Path, manifest: Mapping[str, Any], *, enabled: bool, lo
         m: {"test_accuracy": r["test_accuracy"], "test_macro_f1": r["test_macro_f1"],
             "valid_accuracy": r.get("valid_accuracy"), "params": r.get("params"), "n_test": r.get("n_test")}
         for m, r in results.items()}}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Text
-
-
-def headline(report: Mapping[str, Any]) -> str:
-    """One or two lines for the terminal: the headline numbers, worst robustness point, best baseline."""
-    line = (f"clip accuracy {report['clip_accuracy']:.3f} (segment {report['segment_accuracy']:.3f}, macro-F1 "
-            f"{report['macro_f1']:.3f}) on {report['n_test_tracks']} test tracks")
-    extra = []
-    rob = report.get("robustness") or {}
-    if rob.get("available") and rob.get("results"):
-        worst = min(rob["results"], key=lambda r: (r["snr_db"], r["clip_accuracy"]))
-        extra.append(f"at {worst['variant']}: {worst['clip_accuracy']:.3f}")
-    base = report.get("baselines") or {}
-    if base.get("available") and base.get("results"):
-        name, best = max(base["results"].items(), key=lambda kv: kv[1]["test_accuracy"])
-        extra.append(f"best baseline {name}: {best['test_accuracy']:.3f}")
-    return line + ("\n" + "; ".join(extra) if extra else "")
-
-
-def report_markdown(report: Mapping[str, Any]) -> str:
-    """``report.md``: headline numbers, per-class table, robustness table, baselines next to the CNN, plots."""
-    def f3(x: Any) -> str:
-        return "—" if x is None else f"{float(x):.3f}"
-
-    files = report.get("files") or {}
-    model = (report.get("bundle") or {}).get("model") or {}
-    lines = [
-        "# Evaluation report", "",
-        (f"Bundle `{report['bundle']['path']}` ({model.get('name', '?')}) on dataset `{report['data']['path']}`, "
-         f"test split: {report['n_test_tracks']} tracks, {report['n_test_segments']} segments."), "",
-        "| metric | value |", "|---|---:|",
-        f"| clip accuracy | {f3(report['clip_accuracy'])} |",
-        f"| segment accuracy | {f3(report['segment_accuracy'])} |",
-        f"| macro F1 (clip) | {f3(report['macro_f1'])} |", "",
-        "## Per class (clip level)", "",
-        "| genre | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|",
-    ]
-    for genre, m in report["per_class"].items():
-        lines.append(f"| {genre} | {f3(m['precision'])} | {f3(m['recall'])} | {f3(m['f1'])} | {m['support']} |")
-    lines += ["", f"![confusion matrix]({files.get('confusion_matrix', CONFUSION_PNG)})", ""]
-
-    lines += ["## Robustness to noise", ""]
-    rob = report["robustness"]
-    if not rob.get("available"):
-        lines.append(f"Not measured: {rob.get('reason')}.")
-    else:
-        lines += ["| variant | clip accuracy | segment accuracy | tracks | from |", "|---|---:|---:|---:|---|",
-                  (f"| clean | {f3(rob['clean_clip_accuracy'])} | {f3(rob['clean_segment_accuracy'])} | "
-                   f"{report['n_test_tracks']} | dataset |")]
-        for r in rob["results"]:
-            lines.append(f"| {r['variant']} | {f3(r['clip_accuracy'])} | {f3(r['segment_accuracy'])} | "
-                         f"{r['n_tracks']} | {r['source']} |")
-        if rob.get("reason_missing_variants"):
-            lines += ["", f"Some variants could not be rebuilt: {rob['reason_missing_variants']}."]
-        if "robustness" in files:
-            lines += ["", f"![robustness]({files['robustness']})"]
-    lines.append("")
-
-    lines += ["## Baselines (handcrafted features, clip level)", ""]
-    base = report["baselines"]
-    lines += ["| model | test accuracy | test macro F1 |", "|---|---:|---:|",
-              (f"| **CNN ({model.get('name', 'bundle')})** | **{f3(report['clip_accuracy'])}** | "
-               f"**{f3(report['macro_f1'])}** |")]
-    if base.get("available"):
-        for name, r in base["results"].items():
-            lines.append(f"| {name} | {f3(r['test_accuracy'])} | {f3(r['test_macro_f1'])} |")
-    else:
-        lines += ["", f"Baselines not run: {base.get('reason')}."]
-    lines.append("")
-
-    lines += ["## Training", ""]
-    if "learning_curves" in files:
-        best = report["bundle"].get("best_epoch")
-        lines += [f"Best epoch: {best}." if best is not None else "", "",
-                  f"![learning curves]({files['learning_curves']})"]
-    else:
-        lines.append("The bundle holds no metrics history, so there are no learning curves.")
-    return "\n".join(lines) + "\n"
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,16 +1,21 @@
-"""Scores at clip (track) level: segment probabilities averaged per track, the one place that does it.
+"""Scores of a classifier on test tracks, each computed in one place: per-track averaging, accuracies, macro F1,
+per-class precision / recall / F1 and the confusion matrix.
 
 Training's validation score (:data:`spectrotune.schema.SCORE`), the evaluation report and the sweeps all rank by
-these numbers, so they are computed here once. Pure numpy, no ``ray``.
+clip accuracy (segment probabilities averaged per track, then argmax), so it is computed here once. The CNN
+(:mod:`spectrotune.evaluation.evaluate`) and the classical baselines (:mod:`spectrotune.evaluation.baselines`)
+share :func:`macro_f1`, so the two are compared the same way. Pure numpy (scikit-learn imported inside the
+functions that use it), no ``ray``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["clip_accuracy", "clip_scores"]
+__all__ = ["accuracies", "clip_accuracy", "clip_scores", "confusion_matrix", "macro_f1", "per_class_scores"]
 
 
 def clip_scores(
@@ -67,3 +72,95 @@ def clip_accuracy(probs: np.ndarray, labels: np.ndarray, track_ids: Sequence[str
         return 0.0
     _, mean, truth = clip_scores(probs, np.asarray(track_ids, dtype=object).astype(str), labels)
     return float(np.mean(mean.argmax(axis=1) == truth))
+
+
+def accuracies(proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray) -> dict[str, Any]:
+    """Segment and clip accuracy of segment probabilities, with the clip-level truth and predictions.
+
+    Parameters
+    ----------
+    proba : np.ndarray, float [n_segments, n_classes]
+        Segment probabilities.
+    track_ids : sequence of str, length n_segments
+        Track of each segment.
+    labels : np.ndarray, int [n_segments]
+        True label of each segment (constant within a track).
+
+    Returns
+    -------
+    dict
+        ``segment_accuracy`` (argmax of each segment) and ``clip_accuracy`` (probabilities averaged per track,
+        then argmax): floats in [0, 1], NaN without segments; ``n_tracks``, ``n_segments`` (int); ``tracks``
+        (sorted track ids, list of str [n_tracks]), ``truth`` and ``pred`` (np.ndarray int64 [n_tracks], label
+        and predicted label per track, in the order of ``tracks``).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    tracks, mean, truth = clip_scores(proba, track_ids, labels)
+    pred = mean.argmax(axis=1)
+    return {"segment_accuracy": float((proba.argmax(axis=1) == labels).mean()) if len(labels) else float("nan"),
+            "clip_accuracy": float((pred == truth).mean()) if len(truth) else float("nan"),
+            "n_tracks": len(tracks), "n_segments": len(labels), "tracks": tracks, "truth": truth,
+            "pred": pred}
+
+
+def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Unweighted mean F1 over the labels present in ``truth`` or ``pred`` (a label never seen scores 0, not NaN).
+
+    Parameters
+    ----------
+    truth, pred : np.ndarray, int [n]
+        True and predicted label of each item (track).
+
+    Returns
+    -------
+    float
+        In [0, 1]; scikit-learn's ``f1_score(average="macro", zero_division=0)``.
+    """
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, pred, average="macro", zero_division=0))
+
+
+def per_class_scores(truth: np.ndarray, pred: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support of every label, absent ones included (their scores are 0).
+
+    Parameters
+    ----------
+    truth, pred : np.ndarray, int [n]
+        True and predicted label index of each item (track); index ``i`` names ``labels[i]``.
+    labels : sequence of str, length n_classes
+        Label names.
+
+    Returns
+    -------
+    dict
+        ``{label name: {"precision": float, "recall": float, "f1": float, "support": int}}`` in the order of
+        ``labels``; scores in [0, 1], support = number of items whose true label it is.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    n = len(labels)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, pred, labels=list(range(n)), zero_division=0)
+    return {labels[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                        "support": int(support[i])} for i in range(n)}
+
+
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, *, n_classes: int) -> np.ndarray:
+    """Counts of (true label, predicted label) pairs.
+
+    Parameters
+    ----------
+    truth, pred : np.ndarray, int [n]
+        True and predicted label index of each item (track), in ``range(n_classes)``.
+    n_classes : int
+        Number of labels; labels absent from both give a zero row and column.
+
+    Returns
+    -------
+    np.ndarray, int64 [n_classes, n_classes]
+        Row = true label, column = predicted label.
+    """
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    return sk_confusion_matrix(truth, pred, labels=list(range(n_classes)))

@@ -1206,7 +1206,8 @@ class CVResult:
 def _fold_baselines(data: str, folds: Sequence[Sequence[str]], *, seed: int,
                     log: Callable[[str], None]) -> list[dict[str, float]] | None:
     """Per fold ``{model: accuracy}`` of the classical baselines fit on the other folds; None without features."""
-    from spectrotune.evaluation.baselines import load_dataset_features, run_baselines
+    from spectrotune.evaluation.baseline_data import load_dataset_features
+    from spectrotune.evaluation.baselines import run_baselines
 
     try:
         table = load_dataset_features(data)
