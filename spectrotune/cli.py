@@ -51,7 +51,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             sr=args.sample_rate)
     print(f"wrote {len(paths)} clips to {Path(args.out) / 'genres_original'}")
     if args.images:
-        from spectrotune.sources.spotify import render_spotify_corpus
+        from spectrotune.sources.spotify_render import render_spotify_corpus
 
         images = render_spotify_corpus(Path(args.out) / "genres_original", args.images, seed=args.seed,
                                        sr=args.sample_rate, max_clips=args.max_clips)

@@ -258,7 +258,7 @@ def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared
 
 @pytest.fixture(scope="module")
 def spotify_corpus(tmp_path_factory):
-    from spectrotune.sources.spotify import render_spotify_corpus
+    from spectrotune.sources.spotify_render import render_spotify_corpus
     from spectrotune.sources.synth.corpus import generate_corpus
 
     base = tmp_path_factory.mktemp("spotify")

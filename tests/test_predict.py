@@ -184,7 +184,7 @@ def test_a_folder_with_no_audio_is_an_input_error(files, tmp_path):
 
 
 def test_image_bundles_predict_images(tmp_path):
-    from spectrotune.sources.spotify import render_spotify_image
+    from spectrotune.sources.spotify_render import render_spotify_image
 
     bundle = _bundle(tmp_path / "b", source_kind="spotify")
     render_spotify_image(_tone(3.0, 440.0), tmp_path / "imgs" / "pop" / "song_1.jpg")

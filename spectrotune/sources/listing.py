@@ -6,10 +6,13 @@ Two kinds of source are understood:
   (``Data/genres_original/<genre>/<genre>.000NN.wav``), the Marsyas one (``genres/<genre>/*.au``) and any folder of
   wav/au/flac/ogg/aiff files. The genre is the parent folder's name, the track id the file stem.
 - **spotify** image trees ``{training,validation,testing}/<genre>/<song>_<clip>.jpg`` (the Kaggle "Spotify 3-second
-  mel spectrograms" set, possibly under a ``dataset/`` folder). The song id is the stem before the last ``_``.
+  mel spectrograms" set, possibly under a ``dataset/`` folder). The song id is the stem before the last ``_``
+  (:func:`~spectrotune.sources.spotify.song_and_clip`).
 
-Listing never opens a file: a file that later fails to decode is recorded by the pipeline, not here. Extensions
-match case-insensitively. Pure Python; no ``ray``.
+The extensions, the Spotify folder names and the song-id rule are defined by the modules that own them
+(:mod:`spectrotune.audio.io`, :mod:`spectrotune.sources.spotify`) and used here. Listing never opens a file: a
+file that later fails to decode is recorded by the pipeline, not here. Extensions match case-insensitively.
+No ``ray``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from spectrotune.audio.io import AUDIO_EXTENSIONS, is_audio_file
 from spectrotune.errors import InputError
+from spectrotune.sources.spotify import IMAGE_EXTENSIONS, SPLIT_DIRS, SPLIT_OF_FOLDER, is_image_file, song_and_clip
 
-AUDIO_EXTENSIONS = (".wav", ".au", ".snd", ".flac", ".ogg", ".aiff", ".aif")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-SPOTIFY_FOLDERS = {"training": "train", "validation": "valid", "testing": "test"}
 # Folders of the Kaggle GTZAN download that hold no audio, skipped so their files never look like genres.
 _SKIP_DIRS = {"images_original", "__MACOSX", ".git"}
 
@@ -88,6 +90,7 @@ def list_source(root: str | Path, *, kind: str = "auto", group_by_song: bool = T
 
 
 def _walk(root: Path):
+    """Every file below ``root`` in sorted order, skipping hidden entries and the non-audio Kaggle folders."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
@@ -96,11 +99,12 @@ def _walk(root: Path):
 
 
 def _list_audio(root: Path) -> Listing:
+    """The audio files of ``root``: genre = parent folder, track id = stem (a repeated stem is a problem)."""
     items: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     for path in _walk(root):
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        if not is_audio_file(path):
             continue
         if path.parent == root:
             problems.append((str(path), "not inside a <genre>/ folder: genre unknown"))
@@ -117,29 +121,23 @@ def _list_audio(root: Path) -> Listing:
 
 
 def _spotify_root(root: Path) -> Path | None:
+    """``root`` or ``root/dataset`` when it holds a Spotify split folder, else None."""
     for candidate in (root, root / "dataset"):
-        if any((candidate / folder).is_dir() for folder in SPOTIFY_FOLDERS):
+        if any((candidate / folder).is_dir() for folder in SPLIT_DIRS):
             return candidate
     return None
 
 
-def song_and_clip(stem: str) -> tuple[str, int | None]:
-    """Split a Spotify image stem ``<song>_<clip>`` into song id and clip index (``None`` if not numeric)."""
-    song, sep, clip = stem.rpartition("_")
-    if not sep or not song:
-        return stem, None
-    return (song, int(clip)) if clip.isdigit() else (stem, None)
-
-
 def _list_spotify(root: Path, *, group_by_song: bool) -> Listing:
+    """The images of a Spotify tree; the track is the song (``group_by_song``) or the image itself."""
     base = _spotify_root(root)
     if base is None:
         raise InputError(f"{root}: not a Spotify-layout folder (expected training/, validation/, testing/)")
     items: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
-    for folder, split in SPOTIFY_FOLDERS.items():
+    for folder, split in SPLIT_OF_FOLDER.items():
         for path in _walk(base / folder):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if not is_image_file(path):
                 continue
             if path.parent == base / folder:
                 problems.append((str(path), "not inside a <genre>/ folder: genre unknown"))

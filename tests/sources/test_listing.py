@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from spectrotune.errors import InputError
-from spectrotune.sources.listing import detect_kind, list_source, song_and_clip
+from spectrotune.sources.listing import detect_kind, list_source
 
 
 def _touch(path: Path) -> Path:
@@ -64,9 +64,3 @@ def test_spotify_layout_detected_and_grouped_by_song(tmp_path):
     assert {i.folder_split for i in by_song.items} == {"train", "valid", "test"}
     per_image = list_source(tmp_path, kind="spotify", group_by_song=False)
     assert len({i.track_id for i in per_image.items}) == 3
-
-
-@pytest.mark.parametrize(("stem", "expected"), [("song_12", ("song", 12)), ("a_b_3", ("a_b", 3)),
-                                                 ("nounderscore", ("nounderscore", None)), ("x_y", ("x_y", None))])
-def test_song_and_clip(stem, expected):
-    assert song_and_clip(stem) == expected
