@@ -87,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from spectrotune.tuning.tune import cross_validate, tune
+    from spectrotune.tuning.cv import cross_validate
+    from spectrotune.tuning.sweep import tune
 
     config = _config(args)
     folds = getattr(args, "folds", None) or args.cv

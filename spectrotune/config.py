@@ -291,7 +291,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """Hyperparameter sweeps on Ray Tune (see spectrotune.tuning.tune for the ``space`` syntax)."""
+    """Hyperparameter sweeps on Ray Tune (see spectrotune.tuning.space for the ``space`` syntax)."""
 
     num_samples: int = 4
     max_concurrent_trials: int = 1

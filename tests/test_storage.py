@@ -265,7 +265,7 @@ def test_sweep_with_sources_and_outputs_on_s3(on_s3, s3):
         # the same name again is refused, pointing at --resume (the state is found on the bucket)
         with pytest.raises(OutputExistsError, match="--resume s3sweep"):
             from spectrotune.config import load_config
-            from spectrotune.tuning.tune import tune
+            from spectrotune.tuning.sweep import tune
 
             tune(load_config("demo", overrides=[f"sources.audio={out}/dataset", "tune.name=s3sweep"]), out=sweep,
                  log=lambda _: None)

@@ -1,0 +1,51 @@
+"""A sweep outside Ray: deterministic names, K-fold dealing by track, and concurrency capped to the cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectrotune.config import load_config
+from spectrotune.errors import ConfigError
+from spectrotune.tuning.plan import stratified_folds, sweep_name, trial_concurrency
+
+
+def test_sweep_names_are_deterministic():
+    config = load_config("demo", overrides=["sources.audio=/x"])
+    assert sweep_name(config) == sweep_name(load_config("demo", overrides=["sources.audio=/x"]))
+    assert sweep_name(config).startswith("sweep-") and sweep_name(config, folds=3).startswith("cv3-")
+    assert sweep_name(load_config("demo", overrides=["sources.audio=/y"])) != sweep_name(config)
+    assert sweep_name(load_config("demo", overrides=["tune.name=mine"])) == "mine"
+
+
+def test_stratified_folds_are_disjoint_balanced_and_order_independent():
+    tracks = {f"{g}.{i:05d}": g for g in ("a", "b", "c") for i in range(7)}
+    folds = stratified_folds(tracks, k=3, seed=1)
+    assert sorted(t for f in folds for t in f) == sorted(tracks)  # every track exactly once
+    for genre in ("a", "b", "c"):
+        counts = [sum(tracks[t] == genre for t in f) for f in folds]
+        assert max(counts) - min(counts) <= 1
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    assert stratified_folds(dict(reversed(list(tracks.items()))), k=3, seed=1) == folds
+    assert stratified_folds(tracks, k=3, seed=2) != folds
+    for k in (1, 22):
+        with pytest.raises(ConfigError, match=f"--cv {k}"):
+            stratified_folds(tracks, k=k, seed=0)
+
+
+@pytest.mark.parametrize(("wanted", "cpus", "gpus", "cluster", "expected"), [
+    (4, 1.0, 0.0, {"CPU": 2}, 1),       # 2 cores: one trial, one CPU left for Ray Data
+    (0, 0.5, 0.0, {"CPU": 2}, 2),       # 0 = as many as fit
+    (3, 1.0, 0.0, {"CPU": 16}, 3),
+    (0, 2.0, 0.5, {"CPU": 16, "GPU": 1}, 2),  # fractional GPUs: two trials share one GPU
+    (2, 1.0, 0.0, {}, 2),               # an autoscaler starting from zero CPUs: not capped
+])
+def test_concurrency_is_capped_to_what_the_cluster_holds(wanted, cpus, gpus, cluster, expected):
+    got = trial_concurrency(wanted=wanted, cpus_per_trial=cpus, gpus_per_trial=gpus, cluster=cluster,
+                            log=lambda _: None)
+    assert got == expected
+
+
+@pytest.mark.parametrize(("cpus", "gpus"), [(4.0, 0.0), (1.0, 2.0)])
+def test_a_trial_larger_than_the_cluster_is_refused(cpus, gpus):
+    with pytest.raises(ConfigError, match="no trial could start"):
+        trial_concurrency(wanted=1, cpus_per_trial=cpus, gpus_per_trial=gpus, cluster={"CPU": 2, "GPU": 1})
