@@ -22,8 +22,7 @@ from spectrotune.config import EvaluateConfig, load_config
 from spectrotune.errors import DatasetError
 from spectrotune.evaluation.evaluate import evaluate
 from spectrotune.evaluation.report import headline
-from spectrotune.models.networks import build_model
-from spectrotune.models.params import model_params
+from spectrotune.models.networks import build_model, model_params
 from spectrotune.prepare.driver import prepare
 from spectrotune.sources.synth.corpus import generate_corpus
 
