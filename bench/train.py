@@ -2,7 +2,7 @@
 
 Both sides train the same model (same seed, AdamW, batch size, schedule and epochs, validation every epoch) on the
 same prepared dataset, made here from a synthetic corpus (``generate_corpus`` + ``prepare``; reused from
-``--workdir`` when it already exists). Ray Train runs :func:`spectrotune.training.train.train` (1 worker); the plain loop
+``--workdir`` when it already exists). Ray Train runs :func:`spectrotune.training.driver.train` (1 worker); the plain loop
 reads the train/valid shards into memory with pyarrow and loops over shuffled index batches in this process. Both
 use ``--cpus`` torch threads (Ray sets a worker's threads to its CPUs).
 
@@ -36,8 +36,12 @@ import torch.nn.functional as F
 
 from spectrotune import dataset as D
 from spectrotune.config import Config, load_config
-from spectrotune.models.networks import build_model, model_params
-from spectrotune.training.train import clip_accuracy, lr_factor, norm_stats, train
+from spectrotune.evaluation.scores import clip_accuracy
+from spectrotune.models.networks import build_model
+from spectrotune.models.params import model_params
+from spectrotune.training.driver import train
+from spectrotune.training.metrics import norm_stats
+from spectrotune.training.schedule import lr_factor
 
 
 class GpuSampler:
@@ -161,7 +165,7 @@ def plain_loop(data: Path, *, config: Config, device: torch.device) -> dict[str,
 
 
 def ray_train(data: Path, out: Path, *, config: Config) -> dict[str, Any]:
-    """Run :func:`spectrotune.training.train.train` (fresh run folder) and return the same per-epoch timings."""
+    """Run :func:`spectrotune.training.driver.train` (fresh run folder) and return the same per-epoch timings."""
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     result = train(data, out, config=config, progress=False, log=lambda _: None)

@@ -77,7 +77,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from spectrotune.training.train import train
+    from spectrotune.training.driver import train
 
     result = train(args.data, args.out, config=_config(args), progress=not args.no_progress)
     best = result.metrics

@@ -258,7 +258,6 @@ class TrainConfig:
     prefetch_batches: int = 2
     run_name: str | None = None
     storage_path: str | None = None
-    fault_kill_epoch: int | None = None
     # Hold the train/valid splits in Ray's object store instead of re-reading the shards every epoch;
     # None (auto): when they need under 30 % of the object store.
     materialize: bool | None = None

@@ -42,7 +42,7 @@ def run_pipeline(
     from spectrotune.evaluation.evaluate import evaluate
     from spectrotune.evaluation.report import headline
     from spectrotune.prepare.driver import prepare
-    from spectrotune.training.train import train
+    from spectrotune.training.driver import train
 
     out = storage.norm(out)
     dataset, run, report_dir = storage.join(out, "dataset"), storage.join(out, "run"), storage.join(out, "run", "report")

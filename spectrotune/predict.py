@@ -77,7 +77,7 @@ def segment_params(meta: Mapping[str, Any], *, split: str = "test") -> tuple[int
     """``(sample_rate Hz, segment_seconds, hop_seconds)`` of a bundle's audio parameters.
 
     ``meta["audio"]`` is the ``audio`` section of the training config (:class:`spectrotune.config.AudioConfig`
-    as a dict, plus ``test_hop_seconds`` in bundles from ``spectrotune.training.train``). The hop is that of ``split`` (the
+    as a dict, plus ``test_hop_seconds`` in bundles from ``spectrotune.training.outputs``). The hop is that of ``split`` (the
     test hop is how the model was evaluated); a missing or null hop means one window (no overlap). A flat number
     under ``hop_seconds`` is accepted too.
     """
@@ -90,7 +90,7 @@ def segment_params(meta: Mapping[str, Any], *, split: str = "test") -> tuple[int
     hop = a.get("hop_seconds")
     if isinstance(hop, Mapping):
         hop = hop.get(split)
-    if split == "test" and a.get("test_hop_seconds") is not None:  # written by spectrotune.training.train
+    if split == "test" and a.get("test_hop_seconds") is not None:  # written by spectrotune.training.outputs
         hop = a["test_hop_seconds"]
     return sr, seconds, seconds if hop is None else float(hop)
 

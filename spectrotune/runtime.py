@@ -18,7 +18,7 @@ __all__ = ["NOISY_WORKER_LOGGERS", "init_ray", "quiet_worker_logs", "shutdown_ra
 NOISY_WORKER_LOGGERS = {
     # "Dataset train_... execution finished": once per split per epoch, from training workers and the split actor.
     "ray.data._internal.execution.streaming_executor": logging.WARNING,
-    # "Progress bars disabled": training turns them off on purpose (see spectrotune.training.train).
+    # "Progress bars disabled": training turns them off on purpose (see spectrotune.training.trainer).
     "ray.data._internal.progress": logging.ERROR,
     # A local Ray runs without the dashboard (a process and a second or two less to start), so there is no state
     # API; Ray Train's placement-group cleaner polls it every second and warns each time it cannot reach it. The

@@ -45,7 +45,7 @@ def main(work: Path) -> dict:
     from spectrotune.config import load_config
     from spectrotune.prepare.driver import prepare
     from spectrotune.sources.synth.corpus import generate_corpus
-    from spectrotune.training.train import train
+    from spectrotune.training.driver import train
 
     work.mkdir(parents=True, exist_ok=True)
     generate_corpus(work / "corpus", genres=3, tracks=4, seconds=6.0, seed=0)

@@ -53,7 +53,7 @@ def test_predict_with_the_trained_bundle_names_the_right_genres(flow):
 
 
 def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
-    import spectrotune.training.train
+    import spectrotune.training.driver
 
     base, _ = flow
     out = tmp_path / "out"
@@ -64,7 +64,7 @@ def test_overwrite_starts_over_without_the_old_run(flow, tmp_path, monkeypatch):
         seen["run_left"] = Path(run).exists()
         raise RuntimeError("stop before training")
 
-    monkeypatch.setattr(spectrotune.training.train, "train", stop_before_training)
+    monkeypatch.setattr(spectrotune.training.driver, "train", stop_before_training)
     config = load_config("demo", overrides=["noise.enabled=false", "features.n_mels=16"])
     with pytest.raises(RuntimeError, match="stop before training"):
         run_pipeline(base / "corpus", out, config=config, overwrite=True, progress=False, log=lambda _: None)

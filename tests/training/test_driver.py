@@ -1,14 +1,14 @@
-"""Training on Ray Train: end to end, resuming after a killed worker, continuing a rerun, and the pure helpers.
+"""Training on Ray Train through :func:`spectrotune.training.driver.train`: end to end, resuming after a killed
+worker, continuing a rerun, and the run's identity. Every test here starts Ray (marked ``integration``).
 
 Each ``TorchTrainer.fit`` costs ~20-30 s of fixed overhead on 2 cores, so the file runs four fits: one module
 fixture (3 epochs) shared by the end-to-end checks, the rerun test (resumes a copy of it), the repeat that checks
-determinism, and the fault-injection run.
+determinism, and the fault-injection run. The errors raised before Ray starts are in ``test_plan.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import numpy as np
@@ -20,12 +20,16 @@ import spectrotune
 from spectrotune import dataset as D
 from spectrotune.bundle import load_bundle
 from spectrotune.config import load_config
-from spectrotune.errors import ConfigError, DatasetError, SpectrotuneError
+from spectrotune.errors import ConfigError
 from spectrotune.models.networks import build_model
 from spectrotune.prepare.driver import prepare
+from spectrotune.schema import METRIC_KEYS
 from spectrotune.sources.synth.corpus import generate_corpus
-from spectrotune.training.train import (METRIC_KEYS, _run_name, _training_error, clip_accuracy, dataset_id, lr_factor,
-                               norm_stats, plan_run, track_best, train)
+from spectrotune.training.driver import train
+from spectrotune.training.loop import TEST_KILL_EPOCH_ENV
+from spectrotune.training.plan import plan_run
+
+pytestmark = pytest.mark.integration
 
 TRAIN_SETTINGS = ["train.batch_size=16", "model.name=cnn", "model.width=8", "model.depth=3",
                   "train.shuffle_buffer=64", "train.patience=0", "train.keep_checkpoints=2"]
@@ -141,9 +145,11 @@ def test_same_config_and_data_train_the_same_model(trained, prepared, tmp_path):
 # ----------------------------------------------------------------------------------------------- fault tolerance
 
 
-def test_killed_worker_resumes_from_the_last_checkpoint(prepared, tmp_path):
+def test_killed_worker_resumes_from_the_last_checkpoint(prepared, tmp_path, monkeypatch):
     # The augmentation options ride along: this run is the suite's one fit with SpecAugment, mixup and smoothing on.
-    config = _config("train.epochs=3", "train.fault_kill_epoch=1", "train.max_failures=1", "train.run_name=kill",
+    # The fault comes from the test side: read in this (driver) process by make_trainer, passed to the workers.
+    monkeypatch.setenv(TEST_KILL_EPOCH_ENV, "1")
+    config = _config("train.epochs=3", "train.max_failures=1", "train.run_name=kill",
                      "train.spec_augment=true", "train.mixup_alpha=0.2", "train.label_smoothing=0.1")
     result = train(prepared, tmp_path / "out", config=config, progress=False, log=lambda _: None)
     assert (result.run_dir / "fault-injected-epoch-1").is_file()  # the worker really was killed
@@ -152,22 +158,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint(prepared, tmp_path):
     assert [h["attempt"] for h in result.history] == [1, 2, 2]
 
 
-# ----------------------------------------------------------------------------------------------- errors
-
-
-def test_missing_dataset_is_a_dataset_error(tmp_path):
-    with pytest.raises(DatasetError, match="not a prepared spectrotune dataset"):
-        train(tmp_path / "nothing", tmp_path / "out", config=_config(), log=lambda _: None)
-
-
-@pytest.mark.parametrize("split", ["train", "valid"])
-def test_empty_split_is_named(prepared, tmp_path, split):
-    data = tmp_path / "data"
-    shutil.copytree(prepared, data)
-    for shard in (data / "data" / f"split={split}").glob("*.parquet"):
-        shard.unlink()
-    with pytest.raises(DatasetError, match=f"the {split} split is empty"):
-        train(data, tmp_path / "out", config=_config(), log=lambda _: None)
+# ----------------------------------------------------------------------------------------------- resume and rows
 
 
 def _other_preparation(prepared, tmp_path):
@@ -190,18 +181,6 @@ def test_a_run_never_resumes_onto_another_prepared_dataset(trained, prepared, tm
               log=lambda _: None)
 
 
-def test_default_run_name_follows_config_and_dataset(prepared, tmp_path):
-    other = D.read_manifest(_other_preparation(prepared, tmp_path))
-    manifest = D.read_manifest(prepared)
-    assert dataset_id(manifest) == dataset_id(D.read_manifest(prepared)) != dataset_id(other)
-    config = _config()
-    name = _run_name(config, dataset_id(manifest))
-    assert name.startswith("train-") and name == _run_name(_config(), dataset_id(manifest))
-    assert name != _run_name(config, dataset_id(other))
-    assert name != _run_name(_config("train.lr=0.01"), dataset_id(manifest))
-    assert _run_name(_config("train.run_name=mine"), dataset_id(other)) == "mine"
-
-
 def test_validation_uses_clean_rows_even_when_the_valid_split_has_noisy_ones(tmp_path, ray_session):
     generate_corpus(tmp_path / "corpus", genres=2, tracks=4, seconds=6.0, seed=1)
     config = load_config("demo", overrides=["features.n_mels=16", "features.handcrafted=false",
@@ -213,74 +192,3 @@ def test_validation_uses_clean_rows_even_when_the_valid_split_has_noisy_ones(tmp
     assert plan.valid_rows.variants == ("clean",) and plan.train_rows.variants == ("pink@5dB",)
     assert plan.n_valid == sum(genre["clean"] for genre in counts["valid"].values())
     assert plan.n_train == sum(genre["pink@5dB"] for genre in counts["train"].values())
-
-
-def test_unknown_variant_is_a_config_error(prepared, tmp_path):
-    with pytest.raises(ConfigError, match="white@3dB"):
-        train(prepared, tmp_path / "out", config=_config("train.variants=[white@3dB]"), log=lambda _: None)
-
-
-@pytest.mark.parametrize(("raised", "expected", "match"), [
-    (ConfigError("cannot resume: other model"), ConfigError, "^cannot resume: other model$"),
-    (RuntimeError("CUDA out of memory"), SpectrotuneError, "failed on rank 0: .*CUDA out of memory"),
-])
-def test_worker_failure_becomes_one_clear_error(tmp_path, raised, expected, match):
-    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
-    from ray.train.v2.api.exceptions import WorkerGroupError
-
-    wrapped = UserExceptionWithTraceback(raised, f"Traceback (most recent call last):\n  ...\n{raised!r}")
-    error = _training_error(WorkerGroupError("Training failed", {0: wrapped}), run_dir=tmp_path / "run")
-    assert type(error) is expected
-    assert re.search(match, str(error))
-
-
-# ----------------------------------------------------------------------------------------------- pure helpers
-
-
-def test_clip_accuracy_averages_segment_probabilities_per_track():
-    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
-    labels = np.array([0, 0, 0, 1, 1])
-    tracks = ["a", "a", "a", "b", "b"]
-    # track a: mean [0.467, 0.533] -> 1 (wrong); track b: mean [0.35, 0.65] -> 1 (right)
-    assert clip_accuracy(probs, labels, tracks) == 0.5
-    assert clip_accuracy(np.zeros((0, 2)), np.zeros(0, int), []) == 0.0
-
-
-@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
-def test_lr_schedules_warm_up_peak_and_end(schedule):
-    factors = [lr_factor(s, total_steps=100, warmup_steps=10, schedule=schedule) for s in range(101)]
-    assert max(factors) == pytest.approx(1.0)
-    assert factors[0] < 0.2  # warm-up starts low
-    assert all(0 <= f <= 1.0 + 1e-12 for f in factors)
-    if schedule == "constant":
-        assert factors[-1] == 1.0
-    else:
-        assert factors[-1] < 1e-3  # decays to (almost) zero at the end
-    assert lr_factor(10_000, total_steps=100, warmup_steps=10, schedule=schedule) == factors[-1]
-
-
-def test_norm_stats_match_numpy_and_floor_constant_bins():
-    rng = np.random.default_rng(0)
-    mel = rng.normal(-40.0, 12.0, size=(50, 8, 20)).astype(np.float32)
-    mel[:, 3, :] = -80.0  # a constant bin (e.g. above fmax)
-    mean, std, rows = norm_stats([mel[:17], mel[17:40], mel[40:]], n_mels=8)
-    np.testing.assert_allclose(mean, mel.astype(np.float64).mean(axis=(0, 2)), rtol=1e-6)
-    expected_std = mel.astype(np.float64).std(axis=(0, 2))
-    np.testing.assert_allclose(std[expected_std > 0], expected_std[expected_std > 0], rtol=1e-5)
-    assert std[3] == pytest.approx(1e-3) and rows == 50 and mean.dtype == np.float32
-
-
-def test_early_stopping_counts_epochs_without_strict_improvement():
-    state: dict = {"history": [], "best": None}
-    stops = []
-    for epoch, score in enumerate([0.5, 0.7, 0.7, 0.6, 0.8, 0.8, 0.8], start=1):
-        state.update(track_best(state, {"epoch": epoch, "valid_clip_accuracy": score}, patience=2))
-        stops.append(state["stop"])
-    # 0.7 at epoch 2 is best; the tie at 3 and the drop at 4 make two bad epochs -> stop after epoch 4
-    assert stops == [False, False, False, True, False, False, True]
-    assert state["best_epoch"] == 5 and state["best"]["valid_clip_accuracy"] == 0.8  # a tie keeps the earlier
-    assert [h["epoch"] for h in state["history"]] == list(range(1, 8))
-    state = {"history": [], "best": None}
-    for epoch in range(1, 6):  # patience 0: never stop
-        state.update(track_best(state, {"epoch": epoch, "valid_clip_accuracy": 0.1}, patience=0))
-        assert not state["stop"]

@@ -1,0 +1,322 @@
+"""The Ray Train worker loop: :func:`train_fn_per_worker` and the named steps it calls once per epoch.
+
+Every worker builds the model from ``seed`` (identical initial weights on every rank), resumes from
+``ray.train.get_checkpoint()`` when Ray Train hands it one (a resumed run or a restarted worker: one path for
+both), then per epoch :func:`train_one_epoch` on its share of the train split, :func:`validate` on the *whole*
+valid split (every rank computes the same clip accuracy, so early stopping needs no extra coordination) and
+:func:`report_epoch` (rank 0: the epoch line and the checkpoint; other ranks report metrics only).
+
+Randomness: the dropout RNG, the augmentation generator and Ray Data's local shuffle are reseeded every epoch from
+``(seed, rank, epoch)`` (:func:`~spectrotune.training.schedule.epoch_seed`), so a resumed run draws the same
+augmentation as an uninterrupted one would have.
+
+Fault injection for tests: when ``SPECTROTUNE_TEST_KILL_EPOCH`` is set in the driver's environment,
+:func:`~spectrotune.training.trainer.make_trainer` passes it to the workers (:func:`fault_epoch_from_env`) and
+rank 0 kills its own process once after that epoch's checkpoint (:func:`maybe_kill_worker`). Not a config key.
+
+``ray`` is imported inside the functions (importing this module does not load Ray).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spectrotune import storage
+from spectrotune.config import Config, TrainConfig
+from spectrotune.errors import ConfigError
+from spectrotune.schema import LABEL, MEL, METRIC_KEYS, TRACK_ID
+from spectrotune.training.checkpoint import (RESUMED_KEYS, checkpoint_dir_name, read_checkpoint, spec_difference,
+                                             unwrap_model, write_checkpoint)
+from spectrotune.training.metrics import epoch_line, valid_metrics
+from spectrotune.training.schedule import epoch_seed, initial_state, lr_factor, stopped_early, track_best
+
+__all__ = ["TEST_KILL_EPOCH_ENV", "WorkerRun", "fault_epoch_from_env", "maybe_kill_worker", "report_epoch",
+           "start_worker_run", "train_fn_per_worker", "train_one_epoch", "validate"]
+
+#: Tests only: the epoch after which rank 0 kills its own process once (read in the driver, see the docstring).
+TEST_KILL_EPOCH_ENV = "SPECTROTUNE_TEST_KILL_EPOCH"
+
+
+@dataclass
+class WorkerRun:
+    """What one worker trains with: the (DDP-wrapped) model, its optimiser, LR scheduler, AMP scaler and device.
+
+    ``generator`` is the CPU generator SpecAugment and mixup draw from (reseeded every epoch); ``n_classes`` is
+    the number of genres (width of the logits ``[batch, n_classes]``).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    use_amp: bool
+    generator: torch.Generator
+    n_classes: int
+
+
+def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """The Ray Train loop run by every worker (module level so Ray can pickle it by reference).
+
+    ``loop_config`` (built by :func:`~spectrotune.training.trainer.make_trainer`): ``config`` (the :class:`Config`),
+    ``n_classes``, ``n_mels``, ``norm_mean``/``norm_std`` (float32 [n_mels]), ``steps_per_epoch``, ``spec`` (dict
+    stored in checkpoints), ``run_dir`` (str, for the fault-injection marker), ``progress`` (bool: rank 0 prints one
+    line per epoch) and ``test_kill_epoch`` (int or None, tests only).
+    """
+    import ray.train
+
+    config: Config = loop_config["config"]
+    tc = config.train
+    _quiet_train_worker()
+    rank = ray.train.get_context().get_world_rank()
+    run, state = start_worker_run(loop_config)
+    train_shard = ray.train.get_dataset_shard("train")
+    valid_shard = ray.train.get_dataset_shard("valid")
+    stopped = stopped_early(state, patience=tc.patience)
+    for epoch in range(int(state["epoch"]) + 1, tc.epochs + 1):
+        if stopped:
+            break
+        t0 = time.perf_counter()
+        trained = train_one_epoch(run, train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch))
+        metrics = {
+            "epoch": epoch,
+            **trained,
+            **validate(run, valid_shard, tc=tc),
+            "lr": float(run.scheduler.get_last_lr()[0]),
+            "epoch_seconds": time.perf_counter() - t0,
+            "attempt": int(state["attempt"]),
+        }
+        metrics = {key: metrics[key] for key in METRIC_KEYS}  # history.json lists them in this order
+        state.update(track_best(state, metrics, patience=tc.patience))
+        # Ranks see the same valid split but not bit-identical weights' BN buffers; rank 0 decides for all.
+        stopped = _broadcast_flag(state["stop"], run.device)
+        report_epoch(run, state, metrics, rank=rank, loop_config=loop_config)
+
+
+def start_worker_run(loop_config: dict[str, Any]) -> tuple[WorkerRun, dict[str, Any]]:
+    """Build the model, resume it from Ray Train's checkpoint if there is one, and wrap it for DDP.
+
+    Returns the :class:`WorkerRun` and the early-stopping state (see
+    :func:`~spectrotune.training.schedule.initial_state`) with ``attempt`` already counting this session.
+    Raises :class:`ConfigError` when the checkpoint's spec is not this run's (another model or dataset).
+    """
+    import ray.train
+    import ray.train.torch
+
+    from spectrotune.models.networks import build_model
+    from spectrotune.models.params import model_params
+
+    config: Config = loop_config["config"]
+    tc = config.train
+    device = ray.train.torch.get_device()
+    n_classes = int(loop_config["n_classes"])
+    torch.set_num_threads(max(1, int(tc.cpus_per_worker)))
+    torch.manual_seed(config.seed)  # identical initial weights on every rank (DDP would broadcast them anyway)
+    model = build_model(config.model.name, n_classes=n_classes, n_mels=int(loop_config["n_mels"]),
+                        params=model_params(config.model.name, config.model.params()),
+                        # copies: arrays from the object store are read-only, which torch warns about
+                        norm_mean=np.array(loop_config["norm_mean"]), norm_std=np.array(loop_config["norm_std"]))
+
+    state = initial_state()
+    checkpoint = ray.train.get_checkpoint()
+    loaded = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            weights, loaded, spec = read_checkpoint(Path(directory))
+        if spec != loop_config["spec"]:
+            raise ConfigError(f"cannot resume this run with {spec_difference(spec, loop_config['spec'])}; "
+                              "use another train.run_name")
+        model.load_state_dict(weights)
+        state.update({k: loaded[k] for k in RESUMED_KEYS})
+    state["attempt"] = int(state["attempt"]) + 1
+
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = int(loop_config["steps_per_epoch"])
+    total_steps, warmup_steps = tc.epochs * steps_per_epoch, round(tc.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps,
+                                          schedule=tc.schedule))
+    use_amp = bool(tc.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if loaded is not None:
+        optimizer.load_state_dict(loaded["optimizer"])
+        scheduler.load_state_dict(loaded["scheduler"])
+        if use_amp and loaded.get("scaler"):
+            scaler.load_state_dict(loaded["scaler"])
+    # The generator is CPU: spec_augment / mixup draw there and move masks to the batch's device.
+    return WorkerRun(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, device=device,
+                     use_amp=use_amp, generator=torch.Generator(), n_classes=n_classes), state
+
+
+def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -> dict[str, float]:
+    """One pass over this worker's share of the train split (a Ray Data ``DataIterator``), reseeded from ``seed``.
+
+    Returns ``train_loss`` (mean cross-entropy in nats per sample), ``train_accuracy`` (of the hard labels, per
+    segment), ``train_seconds`` and ``samples_per_second``, summed over all workers (DDP all-reduce).
+    """
+    from spectrotune.training.augment import mixup, soft_cross_entropy, spec_augment
+
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    run.generator.manual_seed(seed + 1)
+    run.model.train()
+    # Accumulated on the device: converting every step would synchronise a GPU once per batch.
+    loss_acc = torch.zeros((), dtype=torch.float64, device=run.device)
+    correct_acc = torch.zeros((), dtype=torch.int64, device=run.device)
+    seen = 0
+    for batch in shard.iter_torch_batches(
+        batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer or None,
+        local_shuffle_seed=seed % (2**31) if tc.shuffle_buffer else None,
+        prefetch_batches=tc.prefetch_batches, device=run.device,
+    ):  # fmt: skip
+        x, y = batch[MEL].float(), batch[LABEL].long()
+        if tc.spec_augment:
+            x = spec_augment(x, generator=run.generator, time_masks=tc.time_masks, time_width=tc.time_width,
+                             freq_masks=tc.freq_masks, freq_width=tc.freq_width)
+        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
+            if tc.mixup_alpha > 0:
+                x, y_soft = mixup(x, y, alpha=tc.mixup_alpha, n_classes=run.n_classes, generator=run.generator)
+                logits = run.model(x)
+                loss = soft_cross_entropy(logits.float(), y_soft, label_smoothing=tc.label_smoothing)
+            else:
+                logits = run.model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        loss_acc += loss.detach().double() * y.shape[0]
+        correct_acc += (logits.detach().argmax(dim=1) == y).sum()
+        seen += int(y.shape[0])
+    loss_sum, correct = float(loss_acc), float(correct_acc)  # waits for the device: time after this
+    train_seconds = time.perf_counter() - t0
+    loss_sum, correct, total = _all_reduce_sum([loss_sum, correct, float(seen)], run.device)
+    return {"train_loss": loss_sum / max(total, 1.0), "train_accuracy": correct / max(total, 1.0),
+            "train_seconds": train_seconds, "samples_per_second": total / max(train_seconds, 1e-9)}
+
+
+@torch.no_grad()
+def validate(run: WorkerRun, shard: Any, *, tc: TrainConfig) -> dict[str, float]:
+    """Loss, segment accuracy and clip accuracy over the whole valid split (every rank sees all of it).
+
+    ``shard`` is a Ray Data ``DataIterator`` over rows with ``mel`` (float [n_mels, n_frames]), ``label`` and
+    ``track_id``; see :func:`~spectrotune.training.metrics.valid_metrics` for the returned keys.
+    """
+    model = unwrap_model(run.model)
+    model.eval()
+    probs, labels, tracks, loss_sum = [], [], [], 0.0
+    for batch in shard.iter_batches(batch_size=max(tc.batch_size, 256), batch_format="numpy",
+                                    prefetch_batches=tc.prefetch_batches):
+        x = torch.from_numpy(np.ascontiguousarray(batch[MEL], dtype=np.float32)).to(run.device)
+        y = torch.from_numpy(batch[LABEL].astype(np.int64)).to(run.device)
+        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
+            logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        labels.append(batch[LABEL].astype(np.int64))
+        tracks.append(np.asarray(batch[TRACK_ID]).astype(str))
+    return valid_metrics(probs, labels, tracks, loss_sum=loss_sum)
+
+
+def report_epoch(run: WorkerRun, state: dict[str, Any], metrics: dict[str, Any], *, rank: int,
+                 loop_config: dict[str, Any]) -> None:
+    """Report one epoch to Ray Train; rank 0 also prints the epoch line and attaches the checkpoint."""
+    import ray.train
+
+    epoch = int(metrics["epoch"])
+    name = checkpoint_dir_name(epoch)
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
+        return
+    if loop_config.get("progress", False):
+        # Not print(): Ray Train patches it in workers to log *and* echo, so each line came out twice.
+        sys.stdout.write(epoch_line(metrics, epochs=loop_config["config"].train.epochs) + "\n")
+        sys.stdout.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_checkpoint(Path(tmp), model=run.model, spec=loop_config["spec"], state={
+            **state, "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict()})
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+    maybe_kill_worker(epoch, fault_epoch=loop_config.get("test_kill_epoch"), run_dir=loop_config["run_dir"])
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum of ``values`` over all workers (the values themselves when there is one worker)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every worker."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def _quiet_train_worker() -> None:
+    """Ray's per-epoch chatter off in this training worker (see :mod:`spectrotune.runtime`).
+
+    Also Ray Train's own "Reporting training result N: <every metric>" line: its logger is named after its file
+    path instead of ``ray.train.*``, so ``RunConfig(logging_config=...)`` does not reach it.
+    """
+    import logging
+
+    from spectrotune.runtime import quiet_worker_logs
+
+    quiet_worker_logs()
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+
+        train_context.logger.setLevel(logging.WARNING)
+    except (ImportError, AttributeError):  # a Ray whose internals moved: the line is noise, not an error
+        pass
+
+
+def fault_epoch_from_env() -> int | None:
+    """Tests only: ``SPECTROTUNE_TEST_KILL_EPOCH`` of this (driver) process as an epoch number, else ``None``."""
+    value = os.environ.get(TEST_KILL_EPOCH_ENV, "").strip()
+    return int(value) if value else None
+
+
+def maybe_kill_worker(epoch: int, *, fault_epoch: int | None, run_dir: str) -> None:
+    """Testing aid: after ``fault_epoch``'s checkpoint is registered, kill this worker process once.
+
+    A marker file ``fault-injected-epoch-N`` in ``run_dir`` records the kill, so the restarted worker goes on.
+    """
+    if fault_epoch is None or epoch != fault_epoch:
+        return
+    marker = storage.join(run_dir, f"fault-injected-epoch-{epoch}")
+    if storage.exists(marker):
+        return
+    import ray.train
+
+    # report() returns once the checkpoint is uploaded, but the controller registers it asynchronously: wait
+    # until it has, or the restart would resume from the epoch before.
+    try:
+        ray.train.get_all_reported_checkpoints(timeout_s=120)
+    except Exception:  # noqa: BLE001 - best effort; the kill is what is being tested
+        time.sleep(5)
+    storage.write_text(marker, f"worker killed after epoch {epoch} ({TEST_KILL_EPOCH_ENV})\n")
+    print(f"fault injection: killing rank 0 after epoch {epoch}", flush=True)
+    os._exit(1)

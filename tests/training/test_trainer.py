@@ -1,0 +1,40 @@
+"""Tests of spectrotune.training.trainer that need no running Ray: settings resolved before the ``TorchTrainer`` is
+built, and the one clear error a failed fit becomes (built from Ray Train's own exception classes, no cluster).
+The trainer itself runs in ``test_driver.py``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from spectrotune.errors import ConfigError, SpectrotuneError
+from spectrotune.training.trainer import MATERIALIZE_FRACTION, resolve_use_gpu, should_materialize, training_error
+
+
+@pytest.mark.parametrize(("raised", "expected", "match"), [
+    (ConfigError("cannot resume: other model"), ConfigError, "^cannot resume: other model$"),
+    (RuntimeError("CUDA out of memory"), SpectrotuneError, "failed on rank 0: .*CUDA out of memory"),
+])
+def test_worker_failure_becomes_one_clear_error(tmp_path, raised, expected, match):
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    wrapped = UserExceptionWithTraceback(raised, f"Traceback (most recent call last):\n  ...\n{raised!r}")
+    error = training_error(WorkerGroupError("Training failed", {0: wrapped}), run_dir=tmp_path / "run")
+    assert type(error) is expected
+    assert re.search(match, str(error))
+
+
+@pytest.mark.parametrize(("setting", "gpus", "expected"), [
+    ("auto", 0.0, False), ("auto", 1.0, True), ("true", 0.0, True), ("false", 4.0, False)])
+def test_use_gpu_auto_follows_the_cluster(setting, gpus, expected):
+    assert resolve_use_gpu(setting, gpus) is expected
+
+
+def test_materialize_auto_decides_by_share_of_the_object_store():
+    store = 1000.0
+    assert should_materialize(None, nbytes=int(MATERIALIZE_FRACTION * store), object_store_bytes=store)
+    assert not should_materialize(None, nbytes=int(MATERIALIZE_FRACTION * store) + 1, object_store_bytes=store)
+    assert should_materialize(True, nbytes=10**12, object_store_bytes=store)
+    assert not should_materialize(False, nbytes=1, object_store_bytes=store)
