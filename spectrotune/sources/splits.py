@@ -7,7 +7,8 @@ segment in training and inflates accuracy (91% vs 68.5% for the prototype's SVM)
 Kinds (``split.kind`` in the config): ``stratified`` (seeded fractions per genre), ``fault_filtered`` (the
 artist-aware GTZAN lists shipped as package data), ``lists`` (user list files in the same format),
 ``folders`` (the Spotify set's own folders, leaky by song), ``by_song`` (Spotify clips grouped by song id, then
-stratified). Pure Python/numpy; no ``ray``.
+stratified). :func:`stratified_folds` deals the same way into K folds for ``spectrotune tune --cv K``: both
+shuffle each genre's tracks with :func:`shuffled_by_genre`. Pure Python/numpy; no ``ray``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spectrotune.config import SPLITS, SplitConfig
+from spectrotune.config import SplitConfig
 from spectrotune.errors import ConfigError, InputError
+from spectrotune.schema import SPLITS
 from spectrotune.sources.listing import SourceItem
 
 
@@ -65,17 +67,24 @@ def stratified(tracks: Mapping[str, str], *, fractions: tuple[float, float, floa
 
     With at least three tracks in a genre and non-zero fractions, every split gets at least one of them.
     The result does not depend on the order of ``tracks``.
+
+    Parameters
+    ----------
+    tracks : mapping
+        ``{track_id: genre}``.
+    fractions : (float, float, float)
+        Shares of train, valid and test (summing to 1).
+    seed : int
+        Seed of the per-genre shuffles (:func:`shuffled_by_genre`).
+
+    Returns
+    -------
+    dict[str, str]
+        ``{track_id: split}`` for every track, splits from :data:`~spectrotune.schema.SPLITS`.
     """
-    by_genre: dict[str, list[str]] = {}
-    for track_id, genre in tracks.items():
-        by_genre.setdefault(genre, []).append(track_id)
     out: dict[str, str] = {}
-    for genre in sorted(by_genre):
-        ids = sorted(by_genre[genre])
-        digest = int.from_bytes(hashlib.blake2b(genre.encode(), digest_size=8).digest(), "little")
-        rng = np.random.default_rng([seed, digest])
-        order = [ids[i] for i in rng.permutation(len(ids))]
-        counts = _counts(len(ids), fractions)
+    for order in shuffled_by_genre(tracks, seed=seed):
+        counts = _counts(len(order), fractions)
         start = 0
         for split, count in zip(SPLITS, counts):
             for track_id in order[start : start + count]:
@@ -84,7 +93,78 @@ def stratified(tracks: Mapping[str, str], *, fractions: tuple[float, float, floa
     return out
 
 
+def stratified_folds(tracks: Mapping[str, str], *, k: int, seed: int) -> list[list[str]]:
+    """Deal tracks into ``k`` folds for K-fold cross-validation, stratified by genre.
+
+    Each genre's tracks are shuffled as in :func:`stratified` (:func:`shuffled_by_genre`) and dealt round-robin,
+    the deal continuing where the previous genre stopped, so fold sizes differ by at most one overall and each
+    genre's count per fold by at most one. The result does not depend on the order of ``tracks``.
+
+    Parameters
+    ----------
+    tracks : mapping
+        ``{track_id: genre}``.
+    k : int
+        Number of folds, ``2 <= k <= len(tracks)``.
+    seed : int
+        Seed of the per-genre shuffles.
+
+    Returns
+    -------
+    list of list of str
+        ``k`` disjoint, sorted track-id lists covering every track.
+
+    Raises
+    ------
+    ConfigError
+        ``k < 2`` or more folds than tracks.
+    """
+    if k < 2:
+        raise ConfigError(f"--cv {k}: cross-validation needs at least 2 folds")
+    if k > len(tracks):
+        raise ConfigError(f"--cv {k}: only {len(tracks)} tracks to split into {k} folds")
+    folds: list[list[str]] = [[] for _ in range(k)]
+    position = 0
+    for order in shuffled_by_genre(tracks, seed=seed):
+        for track_id in order:
+            folds[position % k].append(track_id)
+            position += 1
+    return [sorted(fold) for fold in folds]
+
+
+def shuffled_by_genre(tracks: Mapping[str, str], *, seed: int) -> list[list[str]]:
+    """Each genre's track ids in a seeded random order: the one dealing order of every split by track.
+
+    Genres come in sorted order; a genre's ids are sorted, then permuted by a generator seeded by
+    ``(seed, blake2b(genre))``, so the order depends on the seed, the genre and its set of tracks, never on the
+    order of ``tracks``.
+
+    Parameters
+    ----------
+    tracks : mapping
+        ``{track_id: genre}``.
+    seed : int
+        Seed of the shuffles.
+
+    Returns
+    -------
+    list of list of str
+        One list of track ids per genre, genres sorted by name.
+    """
+    by_genre: dict[str, list[str]] = {}
+    for track_id, genre in tracks.items():
+        by_genre.setdefault(str(genre), []).append(str(track_id))
+    orders: list[list[str]] = []
+    for genre in sorted(by_genre):
+        ids = sorted(by_genre[genre])
+        digest = int.from_bytes(hashlib.blake2b(genre.encode(), digest_size=8).digest(), "little")
+        rng = np.random.default_rng([seed, digest])
+        orders.append([ids[i] for i in rng.permutation(len(ids))])
+    return orders
+
+
 def _counts(n: int, fractions: tuple[float, float, float]) -> list[int]:
+    """Tracks per split for a genre of ``n``: largest-remainder rounding, then one for each empty split if n >= 3."""
     raw = [n * f for f in fractions]
     counts = [int(np.floor(r)) for r in raw]
     for i in sorted(range(3), key=lambda i: raw[i] - counts[i], reverse=True)[: n - sum(counts)]:

@@ -1,4 +1,4 @@
-"""Splits are assigned per track, never per segment; no track may appear in two splits."""
+"""Splits (and K-fold folds) are assigned per track, never per segment; no track may appear in two splits."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from spectrotune.config import FractionsConfig, SplitConfig
-from spectrotune.errors import InputError
+from spectrotune.errors import ConfigError, InputError
 from spectrotune.sources.listing import SourceItem
-from spectrotune.sources.splits import assign_splits, fault_filtered_dir, read_lists, stratified
+from spectrotune.sources.splits import assign_splits, fault_filtered_dir, read_lists, stratified, stratified_folds
 
 
 def _items(genres=("blues", "jazz", "rock"), n=20):
@@ -32,6 +32,21 @@ def test_stratified_fractions_per_genre_and_deterministic():
 def test_stratified_small_genre_gets_every_split():
     out = stratified({f"t{i}": "g" for i in range(3)}, fractions=(0.8, 0.1, 0.1), seed=0)
     assert sorted(out.values()) == ["test", "train", "valid"]
+
+
+def test_stratified_folds_are_disjoint_balanced_and_order_independent():
+    tracks = {f"{g}.{i:05d}": g for g in ("a", "b", "c") for i in range(7)}
+    folds = stratified_folds(tracks, k=3, seed=1)
+    assert sorted(t for f in folds for t in f) == sorted(tracks)  # every track exactly once
+    for genre in ("a", "b", "c"):
+        counts = [sum(tracks[t] == genre for t in f) for f in folds]
+        assert max(counts) - min(counts) <= 1
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    assert stratified_folds(dict(reversed(list(tracks.items()))), k=3, seed=1) == folds
+    assert stratified_folds(tracks, k=3, seed=2) != folds
+    for k in (1, 22):
+        with pytest.raises(ConfigError, match=f"--cv {k}"):
+            stratified_folds(tracks, k=k, seed=0)
 
 
 def test_fault_filtered_lists_are_shipped_with_expected_sizes():
