@@ -156,9 +156,10 @@ def training_error(error: Exception, *, run_dir: Path | str) -> SpectrotuneError
         if isinstance(base, SpectrotuneError):
             return type(base)(str(base))
         lines = [line for line in str(failure).strip().splitlines() if line.strip()]
-        return SpectrotuneError(f"training run {run_dir} failed on rank {rank}: {lines[-1] if lines else base!r}")
+        # repr() only for an exception without text: "!r" on the whole conditional quoted the last line too
+        return SpectrotuneError(f"training run {run_dir} failed on rank {rank}: {lines[-1] if lines else repr(base)}")
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return SpectrotuneError(f"training run {run_dir} failed: {lines[-1] if lines else error!r}")
+    return SpectrotuneError(f"training run {run_dir} failed: {lines[-1] if lines else repr(error)}")
 
 
 @contextlib.contextmanager

@@ -40,7 +40,8 @@ def _run(*overrides: str) -> tuple[WorkerRun, object]:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(N_MELS * N_FRAMES, N_CLASSES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    run = WorkerRun(model=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1),
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    run = WorkerRun(model=model, optimizer=optimizer, scheduler=scheduler,
                     scaler=torch.amp.GradScaler("cuda", enabled=False), device=torch.device("cpu"), use_amp=False,
                     generator=torch.Generator(), n_classes=N_CLASSES)
     return run, config.train

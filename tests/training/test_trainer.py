@@ -26,6 +26,22 @@ def test_worker_failure_becomes_one_clear_error(tmp_path, raised, expected, matc
     assert re.search(match, str(error))
 
 
+def test_worker_failure_without_per_rank_failures_keeps_the_last_line(tmp_path):
+    error = training_error(RuntimeError("Training failed\n\nsomething broke\n"), run_dir=tmp_path / "run")
+    assert type(error) is SpectrotuneError and str(error).endswith("failed: something broke")
+
+
+def test_worker_failure_message_is_the_last_line_unquoted(tmp_path):
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    raised = RuntimeError("CUDA out of memory")
+    text = "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory"
+    wrapped = UserExceptionWithTraceback(raised, text)
+    error = training_error(WorkerGroupError("Training failed", {0: wrapped}), run_dir="runs/r")
+    assert str(error) == "training run runs/r failed on rank 0: RuntimeError: CUDA out of memory"
+
+
 @pytest.mark.parametrize(("setting", "gpus", "expected"), [
     ("auto", 0.0, False), ("auto", 1.0, True), ("true", 0.0, True), ("false", 4.0, False)])
 def test_use_gpu_auto_follows_the_cluster(setting, gpus, expected):
