@@ -2,7 +2,7 @@
 fold a Ray Tune trial, with the classical baselines scored on the same folds.
 
 The tracks of the train and valid splits are dealt into K folds by track, stratified by genre
-(:func:`~spectrotune.tuning.plan.stratified_folds`); the test split stays held out. Each fold is one trial with
+(:func:`~spectrotune.sources.splits.stratified_folds`); the test split stays held out. Each fold is one trial with
 the fixed config (``tune.space`` is ignored): train on the other folds' tracks (every variant allowed by
 ``train.variants``), validate on the fold's tracks (``clean`` variant). The CNN's fold score is the valid clip
 accuracy after the last epoch (no epoch is picked on the fold itself; the best epoch's is reported beside it). The
@@ -31,7 +31,7 @@ from spectrotune.config import Config
 from spectrotune.dataset import open_dataset
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, GENRE, SCORE, SPLIT, TRACK_ID, VARIANT
-from spectrotune.tuning.plan import stratified_folds
+from spectrotune.sources.splits import stratified_folds
 from spectrotune.tuning.results import STATUS_NONE, all_failed, collect_rows, markdown_table
 from spectrotune.tuning.space import FOLD_KEY
 from spectrotune.tuning.sweep import check_sources, resolve_run, run_published, run_tuner, start_trials

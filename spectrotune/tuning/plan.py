@@ -22,7 +22,6 @@ Pure Python: no ``ray`` (paths go through :mod:`spectrotune.storage`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -31,8 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from spectrotune import storage
 from spectrotune.config import Config
@@ -46,7 +43,6 @@ __all__ = [
     "load_state",
     "save_state",
     "storage_root",
-    "stratified_folds",
     "sweep_name",
     "trial_concurrency",
 ]
@@ -213,47 +209,3 @@ def trial_concurrency(
         log(f"tune.max_concurrent_trials={wanted}: the cluster ({cpus:g} CPUs, {gpus:g} GPUs) fits {cap} trial(s) "
             f"at once with one CPU left for Ray Data; running {cap}")
     return cap
-
-
-def stratified_folds(tracks: Mapping[str, str], *, k: int, seed: int) -> list[list[str]]:
-    """Deal tracks into ``k`` folds, stratified by genre.
-
-    Each genre's tracks are shuffled with a generator seeded by ``(seed, genre)`` and dealt round-robin, the
-    deal continuing where the previous genre stopped, so fold sizes differ by at most one overall and each
-    genre's count per fold by at most one. The result does not depend on the order of ``tracks``.
-
-    Parameters
-    ----------
-    tracks : mapping
-        ``{track_id: genre}``.
-    k : int
-        Number of folds, ``2 <= k <= len(tracks)``.
-    seed : int
-
-    Returns
-    -------
-    list of list of str
-        ``k`` disjoint, sorted track-id lists covering every track.
-
-    Raises
-    ------
-    ConfigError
-        ``k < 2`` or more folds than tracks.
-    """
-    if k < 2:
-        raise ConfigError(f"--cv {k}: cross-validation needs at least 2 folds")
-    if k > len(tracks):
-        raise ConfigError(f"--cv {k}: only {len(tracks)} tracks to split into {k} folds")
-    by_genre: dict[str, list[str]] = {}
-    for track_id, genre in tracks.items():
-        by_genre.setdefault(str(genre), []).append(str(track_id))
-    folds: list[list[str]] = [[] for _ in range(k)]
-    position = 0
-    for genre in sorted(by_genre):
-        ids = sorted(by_genre[genre])
-        digest = int.from_bytes(hashlib.blake2b(genre.encode(), digest_size=8).digest(), "little")
-        order = np.random.default_rng([seed, digest]).permutation(len(ids))
-        for j in order:
-            folds[position % k].append(ids[j])
-            position += 1
-    return [sorted(fold) for fold in folds]

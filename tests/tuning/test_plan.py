@@ -6,7 +6,7 @@ import pytest
 
 from spectrotune.config import load_config
 from spectrotune.errors import ConfigError
-from spectrotune.tuning.plan import stratified_folds, sweep_name, trial_concurrency
+from spectrotune.tuning.plan import sweep_name, trial_concurrency
 
 
 def test_sweep_names_are_deterministic():
@@ -15,21 +15,6 @@ def test_sweep_names_are_deterministic():
     assert sweep_name(config).startswith("sweep-") and sweep_name(config, folds=3).startswith("cv3-")
     assert sweep_name(load_config("demo", overrides=["sources.audio=/y"])) != sweep_name(config)
     assert sweep_name(load_config("demo", overrides=["tune.name=mine"])) == "mine"
-
-
-def test_stratified_folds_are_disjoint_balanced_and_order_independent():
-    tracks = {f"{g}.{i:05d}": g for g in ("a", "b", "c") for i in range(7)}
-    folds = stratified_folds(tracks, k=3, seed=1)
-    assert sorted(t for f in folds for t in f) == sorted(tracks)  # every track exactly once
-    for genre in ("a", "b", "c"):
-        counts = [sum(tracks[t] == genre for t in f) for f in folds]
-        assert max(counts) - min(counts) <= 1
-    assert max(map(len, folds)) - min(map(len, folds)) <= 1
-    assert stratified_folds(dict(reversed(list(tracks.items()))), k=3, seed=1) == folds
-    assert stratified_folds(tracks, k=3, seed=2) != folds
-    for k in (1, 22):
-        with pytest.raises(ConfigError, match=f"--cv {k}"):
-            stratified_folds(tracks, k=k, seed=0)
 
 
 @pytest.mark.parametrize(("wanted", "cpus", "gpus", "cluster", "expected"), [
