@@ -27,3 +27,12 @@ def ray_session():
     ctx.enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts Ray through the shared fixture must carry the ``integration`` marker, so that
+    ``pytest -m "not integration"`` stays fast and Ray-free; a test that forgets it fails collection, naming it."""
+    unmarked = [item.nodeid for item in items
+                if "ray_session" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use ray_session need @pytest.mark.integration:\n  " + "\n  ".join(unmarked))

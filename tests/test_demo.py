@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from spectrotune.cli import main
 from spectrotune.flows import DISCLAIMER
+
+pytestmark = pytest.mark.integration  # the demo runs on a local Ray
 
 TINY = ["--genres", "3", "--tracks", "4", "--seconds", "6", "--no-progress",
         *(a for kv in ("train.epochs=1", "model.width=8", "model.depth=2", "features.n_mels=32",

@@ -188,6 +188,7 @@ def on_s3(s3, tmp_path_factory):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_pipeline_writes_dataset_checkpoints_bundle_and_report_to_s3(on_s3, s3_env):
     base, out, log, _ = on_s3
     data = storage.join(out, "dataset")
@@ -211,6 +212,7 @@ def test_pipeline_writes_dataset_checkpoints_bundle_and_report_to_s3(on_s3, s3_e
     assert f"{out}/run/report/report.md" in log
 
 
+@pytest.mark.integration
 def test_cli_output_shows_each_epoch_once_and_no_ray_chatter(on_s3):
     """The pipeline run above is the suite's one CLI run with its own local Ray: its output must stay readable."""
     log = re.sub(r"\x1b\[[0-9;]*m", "", on_s3[2])  # Ray colours the "(RayTrainWorker pid=…)" prefixes
@@ -223,6 +225,7 @@ def test_cli_output_shows_each_epoch_once_and_no_ray_chatter(on_s3):
     assert not [line for line in worker_lines if "execution finished" in line], worker_lines
 
 
+@pytest.mark.integration
 def test_bundle_on_s3_predicts_and_writes_predictions_to_s3(on_s3, s3_env):
     base, out, _, _ = on_s3
     bundle = load_bundle(storage.join(out, "run", "bundle"))
@@ -234,6 +237,7 @@ def test_bundle_on_s3_predicts_and_writes_predictions_to_s3(on_s3, s3_env):
     assert [r["path"] for r in rows] == [r["path"] for r in result.rows] and all(r["status"] == "ok" for r in rows)
 
 
+@pytest.mark.integration
 def test_existing_dataset_on_s3_is_refused_without_overwrite(on_s3, s3_env):
     from spectrotune.config import load_config
     from spectrotune.prepare.driver import prepare
@@ -243,6 +247,7 @@ def test_existing_dataset_on_s3_is_refused_without_overwrite(on_s3, s3_env):
         prepare(base / "corpus", storage.join(out, "dataset"), config=load_config("demo"), log=lambda _: None)
 
 
+@pytest.mark.integration
 def test_sweep_with_sources_and_outputs_on_s3(on_s3, s3):
     _, out, _, ray_tmp = on_s3
     sweep = f"s3://{BUCKET}/sweeps/one"
@@ -281,6 +286,7 @@ def test_a_corpus_uri_is_refused_with_a_clear_message(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration
 def test_baselines_read_a_dataset_on_s3_and_write_their_report_there(on_s3, s3_env, capsys):
     from spectrotune.cli import main as cli_main
 

@@ -14,6 +14,8 @@ from spectrotune.predict import predict
 from spectrotune.sources.synth.corpus import generate_corpus
 from spectrotune.flows import run_pipeline
 
+pytestmark = pytest.mark.integration  # runs the flow on a local Ray
+
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory, ray_session):
