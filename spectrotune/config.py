@@ -6,6 +6,10 @@ Every key is checked against the dataclasses: an unknown key or a value of the w
 :class:`~spectrotune.errors.ConfigError` naming the key, the value and where it came from. Values given with
 ``--set`` are parsed as YAML scalars/flow collections (``yaml.safe_load``), never evaluated as code.
 
+Here: the sections with their rules, :func:`load_config`, :func:`save_config`. The generic typed build
+(:func:`build`, :func:`parse_override`) is :mod:`spectrotune.typed_config`; model names and parameters are
+:mod:`spectrotune.models.params`.
+
 The resolved config is saved next to every output (``config.yaml``) together with its hash, so a run can be
 repeated exactly.
 """
@@ -16,17 +20,24 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
 from spectrotune.errors import ConfigError
-from spectrotune.schema import SPLITS
+from spectrotune.models.params import DEFAULT_MODEL, MODEL_NAMES, MODEL_PARAMS
+from spectrotune.schema import CONFIG, SPLITS
+from spectrotune.typed_config import (
+    apply_overrides,
+    build,
+    choices,
+    parse_override,  # noqa: F401  (public here too: spectrotune.config.parse_override)
+    read_yaml_mapping,
+    to_plain,
+)
 
 SHIPPED_CONFIGS = ("gtzan", "spotify", "demo", "sweep")
 
@@ -36,15 +47,11 @@ def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
         raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
-def _choices(*values: str) -> dict[str, tuple[str, ...]]:
-    return {"choices": values}
-
-
 @dataclass(frozen=True)
 class SourceConfig:
     """Where the input comes from. ``auto`` detects a Spotify-layout image tree, else an audio folder."""
 
-    kind: str = field(default="auto", metadata=_choices("auto", "audio", "spotify"))
+    kind: str = field(default="auto", metadata=choices("auto", "audio", "spotify"))
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class FeatureConfig:
 class NoiseVariant:
     """One noisy copy of each segment: ``kind`` noise mixed at ``snr_db`` dB SNR."""
 
-    kind: str = field(default="white", metadata=_choices("white", "pink", "brown", "file"))
+    kind: str = field(default="white", metadata=choices("white", "pink", "brown", "file"))
     snr_db: float = 10.0
 
 
@@ -153,7 +160,7 @@ class SplitConfig:
 
     kind: str = field(
         default="stratified",
-        metadata=_choices("stratified", "fault_filtered", "lists", "folders", "by_song"),
+        metadata=choices("stratified", "fault_filtered", "lists", "folders", "by_song"),
     )
     fractions: FractionsConfig = FractionsConfig()
     dir: str | None = None
@@ -186,7 +193,7 @@ class PrepareConfig:
 
     files_per_task: int = 64
     num_cpus: float = 1.0
-    compression: str = field(default="snappy", metadata=_choices("snappy", "zstd", "none"))
+    compression: str = field(default="snappy", metadata=choices("snappy", "zstd", "none"))
     strict: bool = False
 
     def __post_init__(self) -> None:
@@ -194,19 +201,13 @@ class PrepareConfig:
         _positive("prepare.num_cpus", self.num_cpus)
 
 
-#: Hyperparameters each model takes (the fields of its dataclass in spectrotune.models.networks; a test keeps them equal).
-MODEL_PARAMS: dict[str, tuple[str, ...]] = {
-    "seed_cnn": ("dropout",),
-    "cnn": ("width", "depth", "dropout"),
-    "crnn": ("width", "depth", "hidden", "layers", "dropout"),
-}
-
-
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models.networks)."""
+    """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models.params).
 
-    name: str = field(default="cnn", metadata=_choices("seed_cnn", "cnn", "crnn"))
+    The fields besides ``name`` are the union of :data:`MODEL_PARAMS` (a test keeps them equal)."""
+
+    name: str = field(default=DEFAULT_MODEL, metadata=choices(*MODEL_NAMES))
     width: int | None = None
     depth: int | None = None
     dropout: float | None = None
@@ -237,7 +238,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    schedule: str = field(default="cosine", metadata=_choices("cosine", "onecycle", "constant"))
+    schedule: str = field(default="cosine", metadata=choices("cosine", "onecycle", "constant"))
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
@@ -249,7 +250,7 @@ class TrainConfig:
     variants: tuple[str, ...] = ()
     num_workers: int = 1
     cpus_per_worker: float = 1.0
-    use_gpu: str = field(default="auto", metadata=_choices("auto", "true", "false"))
+    use_gpu: str = field(default="auto", metadata=choices("auto", "true", "false"))
     amp: bool = True
     patience: int = 5
     keep_checkpoints: int = 2
@@ -294,8 +295,8 @@ class TuneConfig:
 
     num_samples: int = 4
     max_concurrent_trials: int = 1
-    search: str = field(default="random", metadata=_choices("random", "grid", "optuna"))
-    scheduler: str = field(default="asha", metadata=_choices("asha", "none"))
+    search: str = field(default="random", metadata=choices("random", "grid", "optuna"))
+    scheduler: str = field(default="asha", metadata=choices("asha", "none"))
     metric: str = "valid_clip_accuracy"
     grace_period: int = 1
     reduction_factor: float = 2.0
@@ -336,7 +337,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), the form saved to YAML/JSON."""
-        return _plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -345,14 +346,6 @@ class Config:
         """Stable 12-hex-digit hash of the resolved config."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -391,169 +384,18 @@ def load_config(
         Extra overrides applied between the file and ``overrides`` (used by the CLI's own options).
     """
     data: dict[str, Any] = {}
-    origins: dict[str, str] = {}
     file_origin = "defaults"
     if config is not None:
         path = resolve_config_path(config)
         file_origin = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: cannot read config: {e}") from e
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
-        data = loaded
-    for key, value in (base or {}).items():
-        _set_path(data, key, value, origin="command line")
-        origins[key] = "command line"
-    for item in overrides:
-        key, value = parse_override(item)
-        _set_path(data, key, value, origin=f"--set {item}")
-        origins[key] = f"--set {item}"
-    return build(Config, data, origin=_Origin(file_origin, origins))
-
-
-class _Origin:
-    """Says where a key came from: the ``--set`` that gave it, else the YAML file (or the defaults)."""
-
-    def __init__(self, default: str, keys: Mapping[str, str] | None = None) -> None:
-        self.default = default
-        self.keys = dict(keys or {})
-
-    def of(self, key: str) -> str:
-        parts = key.replace("[", ".[").split(".")
-        for n in range(len(parts), 0, -1):
-            found = self.keys.get(".".join(parts[:n]).replace(".[", "["))
-            if found:
-                return found
-        return self.default
-
-    def within(self, prefix: str) -> str:
-        hits = [v for k, v in self.keys.items() if k == prefix or k.startswith(prefix + ".") or not prefix]
-        return "; ".join(dict.fromkeys([self.default, *hits])) if hits else self.default
-
-    def __str__(self) -> str:
-        return self.default
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """Split ``key.sub=value`` and parse the value as YAML (safe)."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key.sub=value")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {item!r}: cannot parse value {raw!r}: {e}") from e
-    return key, value
-
-
-def _set_path(data: dict[str, Any], key: str, value: Any, *, origin: str) -> None:
-    node = data
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{origin}: key {'.'.join(parts[: i + 1])!r} is a value, not a section (in {key!r})")
-        node = child
-    node[parts[-1]] = value
-
-
-def build(cls: type, data: Any, *, origin: str | _Origin, prefix: str = "") -> Any:
-    """Validate ``data`` (a nested mapping) into dataclass ``cls``; errors name key, value and origin."""
-    if not isinstance(origin, _Origin):
-        origin = _Origin(str(origin))
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin.of(prefix)}: {prefix or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(
-            f"{origin.of(where)}: unknown key {where!r} (valid keys{' in ' + prefix if prefix else ''}: {', '.join(fields)})"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(hints[name], value, key=key, origin=origin, meta=fields[name].metadata)
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{origin.within(prefix)}: {e}") from e
-
-
-def _coerce(tp: Any, value: Any, *, key: str, origin: _Origin, meta: Mapping[str, Any]) -> Any:
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{origin.of(key)}: {key}={value!r} is not valid: expected {expected}")
-
-    origin_tp = typing.get_origin(tp)
-    if origin_tp in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return _coerce(inner[0], value, key=key, origin=origin, meta=meta)
-        raise bad(str(tp))
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        return build(tp, value, origin=origin, prefix=key)
-    if origin_tp is dict:
-        key_tp, value_tp = typing.get_args(tp)
-        if not isinstance(value, Mapping):
-            raise bad("a mapping")
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(f"{origin.of(key)}: {key}: key {k!r} must be a string")
-            out[k] = v if value_tp is Any else _coerce(value_tp, v, key=f"{key}.{k}", origin=origin, meta={})
-        return out
-    if origin_tp is tuple:
-        (item_tp, _ellipsis) = typing.get_args(tp)
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            if item_tp is str and isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            else:
-                raise bad("a list")
-        return tuple(_coerce(item_tp, v, key=f"{key}[{i}]", origin=origin, meta=meta) for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad("true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise bad("an integer")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise bad("a number")
-    if tp is str:
-        if isinstance(value, bool) and meta.get("choices") and str(value).lower() in meta["choices"]:
-            value = str(value).lower()  # YAML reads `false` as a boolean; use_gpu=false means "false"
-        if not isinstance(value, str):
-            raise bad("a string")
-        choices = meta.get("choices")
-        if choices and value not in choices:
-            raise bad(f"one of {', '.join(choices)}")
-        return value
-    raise bad(str(tp))  # pragma: no cover - every field type above is handled
+        data = read_yaml_mapping(path)
+    origin = apply_overrides(data, default_origin=file_origin, base=base, overrides=overrides)
+    return build(Config, data, origin=origin)
 
 
 def save_config(config: Config, directory: str | Path) -> None:
-    """Write ``config.yaml`` (resolved) into ``directory`` (a local folder or a URI)."""
+    """Write ``config.yaml`` (resolved, with its hash in a comment) into ``directory`` (a local folder or a URI)."""
     from spectrotune import storage
 
     header = f"# spectrotune resolved config, hash {config.hash()}\n"
-    storage.write_text(storage.join(directory, "config.yaml"), header + config.to_yaml())
+    storage.write_text(storage.join(directory, CONFIG), header + config.to_yaml())

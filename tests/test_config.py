@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -13,6 +17,15 @@ from spectrotune.errors import ConfigError
 def test_shipped_configs_load(name):
     config = load_config(name)
     assert isinstance(config, Config)
+
+
+def test_every_shipped_yaml_is_listed():
+    import importlib.resources
+
+    from spectrotune.config import SHIPPED_CONFIGS
+
+    shipped = {p.name for p in importlib.resources.files("spectrotune.configs").iterdir() if p.name.endswith(".yaml")}
+    assert shipped == {f"{name}.yaml" for name in SHIPPED_CONFIGS}
 
 
 def test_gtzan_config_uses_fault_filtered_split():
@@ -65,6 +78,7 @@ def test_missing_config_file_and_unknown_name():
 
 def test_set_values_are_never_evaluated():
     key, value = parse_override("seed=__import__('os').getcwd()")
+    assert key == "seed"
     assert value == "__import__('os').getcwd()"  # a plain string, never run
     with pytest.raises(ConfigError, match="seed="):
         load_config(None, overrides=["seed=__import__('os').getcwd()"])
@@ -80,13 +94,27 @@ def test_saved_config_round_trips_with_same_hash(tmp_path):
 
 
 def test_model_params_table_matches_the_models():
-    import dataclasses
-
     from spectrotune.config import MODEL_PARAMS
-    from spectrotune.models.networks import _PARAM_CLASSES
+    from spectrotune.models.params import PARAM_CLASSES
 
-    assert {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _PARAM_CLASSES.items()} == {
+    assert {name: {f.name for f in dataclasses.fields(cls)} for name, cls in PARAM_CLASSES.items()} == {
         name: set(keys) for name, keys in MODEL_PARAMS.items()}
+
+
+def test_model_section_takes_every_model_parameter_and_name():
+    from spectrotune.config import MODEL_PARAMS, ModelConfig
+    from spectrotune.models.params import DEFAULT_MODEL, MODEL_NAMES
+
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    assert set(fields) - {"name"} == {key for keys in MODEL_PARAMS.values() for key in keys}
+    assert fields["name"].default == DEFAULT_MODEL and fields["name"].metadata["choices"] == MODEL_NAMES
+
+
+def test_importing_the_config_loads_neither_torch_nor_numpy():
+    code = "import sys, spectrotune.config; print(sorted({'torch', 'numpy', 'ray'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 def test_switching_model_names_every_parameter_it_does_not_take_and_how_to_unset_them():
