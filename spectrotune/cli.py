@@ -1,8 +1,26 @@
 """The ``spectrotune`` command line: thin subcommands over the package functions.
 
-Expected user errors (:class:`~spectrotune.errors.SpectrotuneError`) are printed as one line and exit with code 2,
-without a traceback; anything else is a bug and keeps its traceback. ``spectrotune <command> --help`` documents
-each command.
+Each command parses its options, builds the config (:func:`spectrotune.config.load_config` with ``--set``) and calls
+the package function of its stage, imported inside the command so ``--help`` loads neither torch nor Ray:
+
+=========  =======================================================================================================
+synth      :func:`spectrotune.sources.synth.corpus.generate_corpus` (``--images``: ``sources.spotify_render``)
+prepare    :func:`spectrotune.prepare.driver.prepare`
+inspect    :func:`spectrotune.prepare.inspect.inspect_dataset`
+train      :func:`spectrotune.training.driver.train`
+tune, cv   :func:`spectrotune.tuning.sweep.tune`, :func:`spectrotune.tuning.cv.cross_validate` (``--cv K``)
+evaluate   :func:`spectrotune.evaluation.evaluate.evaluate`
+predict    :func:`spectrotune.predict.driver.predict`
+baseline   :func:`spectrotune.evaluation.baselines.run_baselines`
+export     :func:`spectrotune.models.export.export_onnx` on :func:`spectrotune.bundle.load_bundle`'s model
+pipeline   :func:`spectrotune.flows.run_pipeline`
+demo       :func:`spectrotune.flows.run_demo`
+fetch      :func:`spectrotune.sources.fetch.fetch`
+=========  =======================================================================================================
+
+``python -m spectrotune`` and the ``jobs/*.py`` Ray job scripts run this same :func:`main`. Expected user errors
+(:class:`~spectrotune.errors.SpectrotuneError`) are printed as one line and exit with code 2, without a traceback;
+anything else is a bug and keeps its traceback. ``spectrotune <command> --help`` documents each command.
 """
 
 from __future__ import annotations
@@ -14,6 +32,7 @@ from pathlib import Path
 
 from spectrotune import __version__
 from spectrotune.errors import SpectrotuneError
+from spectrotune.schema import SCORE
 
 EXIT_USER_ERROR = 2
 
@@ -81,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.data, args.out, config=_config(args), progress=not args.no_progress)
     best = result.metrics
-    print(f"best epoch {best.get('epoch')}: valid clip accuracy {best.get('valid_clip_accuracy', float('nan')):.3f}; "
+    print(f"best epoch {best.get('epoch')}: valid clip accuracy {best.get(SCORE, float('nan')):.3f}; "
           f"bundle: {result.bundle}")
     return 0
 
@@ -126,7 +145,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from spectrotune.predict import format_predictions, predict
+    from spectrotune.predict.core import format_predictions
+    from spectrotune.predict.driver import predict
 
     use_ray = True if args.ray else (False if args.no_ray else None)
     result = predict(args.bundle, args.paths, top_k=args.top_k, timeline=args.timeline, output=args.output,
@@ -161,7 +181,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from spectrotune.bundle import load_bundle
-    from spectrotune.models.networks import export_onnx
+    from spectrotune.models.export import export_onnx
 
     bundle = load_bundle(args.bundle)
     n_mels, n_frames = bundle.input_shape
@@ -328,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_fetch)
     return parser
+
+
+def command_names() -> tuple[str, ...]:
+    """Names of every subcommand of :func:`build_parser`, sorted (``("baseline", "cv", "demo", ...)``)."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    return tuple(sorted(commands.choices))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from spectrotune.cli import build_parser, main
+from spectrotune.cli import command_names, main
 
-COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001 - the parser's own registry
+COMMANDS = command_names()
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -23,6 +23,38 @@ def test_every_subcommand_has_help(command, capsys):
 def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "spectrotune.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("spectrotune ")
+
+
+def test_python_dash_m_spectrotune_runs_the_same_command_line():
+    from spectrotune import __version__
+
+    version = subprocess.run([sys.executable, "-m", "spectrotune", "--version"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert version.returncode == 0, version.stderr[-2000:]
+    assert version.stdout.strip() == f"spectrotune {__version__}"
+    usage = subprocess.run([sys.executable, "-m", "spectrotune", "--help"], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert usage.returncode == 0, usage.stderr[-2000:]
+    assert usage.stdout.startswith("usage: spectrotune")
+    assert all(command in usage.stdout for command in COMMANDS)
+
+
+def test_help_of_every_command_loads_neither_torch_nor_ray():
+    code = ("import contextlib, io, sys\n"
+            "from spectrotune.cli import command_names, main\n"
+            "for command in command_names():\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "        main([command, '--help'])\n"
+            "print(sorted({'torch', 'ray'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_python_dash_m_spectrotune_without_a_command_is_a_usage_error():
+    done = subprocess.run([sys.executable, "-m", "spectrotune"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 2 and "usage: spectrotune" in done.stderr
 
 
 def test_synth_writes_gtzan_layout_and_images(tmp_path, capsys):
