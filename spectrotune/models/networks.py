@@ -1,4 +1,4 @@
-"""Genre classifiers over log-mel spectrograms: the networks, their hyperparameters, and ONNX export.
+"""Genre classifiers over log-mel spectrograms: the ``torch.nn`` modules and :func:`build_model`.
 
 Every model takes a float32 batch of log-mel spectrograms ``[batch, n_mels, n_frames]`` (``[batch, 1, n_mels,
 n_frames]`` is accepted too) and returns logits ``[batch, n_classes]``. Models pool over time (and frequency) at
@@ -18,10 +18,8 @@ Models (pick one by name with :func:`build_model`):
     A conv front end that pools frequency by 4 and time by 2 (time only in the first two blocks), a
     bidirectional GRU over time, mean over time, dropout, linear head.
 
-Hyperparameters are typed frozen dataclasses (:class:`SeedCnnParams`, :class:`CnnParams`,
-:class:`CrnnParams`). :func:`model_params` validates a plain mapping (from YAML, ``--set`` or Ray Tune) and
-returns the fully resolved dict that a model bundle stores, so ``build_model(name, n_classes=..., n_mels=...,
-params=model_params(name, params))`` rebuilds the exact same architecture.
+The names and hyperparameters (their dataclasses, ranges and :func:`~spectrotune.models.params.model_params`) live
+in :mod:`spectrotune.models.params`; ONNX export in :mod:`spectrotune.models.export`.
 
 Input normalisation: the trainer computes per-mel-bin mean and standard deviation on the train split and
 passes them as ``norm_mean``/``norm_std``; :func:`build_model` then returns a :class:`NormalizedClassifier`
@@ -38,192 +36,40 @@ torch.Size([8, 10])
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import numbers
-import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from spectrotune.errors import ConfigError, InputError, SpectrotuneError
+from spectrotune.errors import ConfigError, InputError
+from spectrotune.models.params import model_params
 
 __all__ = [
-    "DEFAULT_MODEL",
     "MAX_CHANNELS",
     "MIN_N_FRAMES",
     "MIN_N_MELS",
-    "MODEL_NAMES",
+    "MODEL_CLASSES",
     "AdaptiveAvgPool2d",
     "Cnn",
-    "CnnParams",
     "Crnn",
-    "CrnnParams",
     "Normalize",
     "NormalizedClassifier",
     "SeedCnn",
-    "SeedCnnParams",
     "build_model",
     "count_parameters",
-    "export_onnx",
-    "model_params",
 ]
 
-MODEL_NAMES: tuple[str, ...] = ("seed_cnn", "cnn", "crnn")
-DEFAULT_MODEL = "cnn"
 #: Channel cap of ``cnn`` / ``crnn`` blocks: doubling past 256 adds parameters faster than accuracy on GTZAN-sized data.
 MAX_CHANNELS = 256
 #: Smallest input every model accepts (frames along time, bins along frequency).
 MIN_N_FRAMES = 16
 MIN_N_MELS = 16
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Hyperparameters
-
-
-@dataclasses.dataclass(frozen=True)
-class SeedCnnParams:
-    """Hyperparameters of ``seed_cnn``.
-
-    Parameters
-    ----------
-    dropout : float
-        Dropout probability after each of the dense 64-32-16 layers, in [0, 1). The prototype used 0.5.
-    """
-
-    dropout: float = 0.5
-
-
-@dataclasses.dataclass(frozen=True)
-class CnnParams:
-    """Hyperparameters of ``cnn``.
-
-    Parameters
-    ----------
-    width : int
-        Channels of the first conv block (1..512); each next block doubles it up to :data:`MAX_CHANNELS`.
-    depth : int
-        Number of Conv-BN-ReLU-MaxPool(2x2) blocks (1..8).
-    dropout : float
-        Dropout probability before the linear head, in [0, 1).
-    """
-
-    width: int = 32
-    depth: int = 4
-    dropout: float = 0.3
-
-
-@dataclasses.dataclass(frozen=True)
-class CrnnParams:
-    """Hyperparameters of ``crnn``.
-
-    Parameters
-    ----------
-    width : int
-        Channels of the first conv block (1..512); doubled per block up to :data:`MAX_CHANNELS`.
-    depth : int
-        Number of conv blocks (1..6). Each pools frequency by 4; only the first two pool time by 2.
-    hidden : int
-        GRU hidden size per direction (1..1024); the GRU output has ``2 * hidden`` features.
-    layers : int
-        Stacked GRU layers (1..4).
-    dropout : float
-        Dropout probability before the linear head (and between GRU layers when ``layers > 1``), in [0, 1).
-    """
-
-    width: int = 32
-    depth: int = 3
-    hidden: int = 64
-    layers: int = 1
-    dropout: float = 0.3
-
-
-_PARAM_CLASSES: dict[str, type] = {"seed_cnn": SeedCnnParams, "cnn": CnnParams, "crnn": CrnnParams}
-
-# (kind, low, high, high_inclusive) per parameter name; the same name means the same rule in every model.
-_PARAM_RULES: dict[str, tuple[str, float, float, bool]] = {
-    "width": ("int", 1, 512, True),
-    "depth": ("int", 1, 8, True),
-    "hidden": ("int", 1, 1024, True),
-    "layers": ("int", 1, 4, True),
-    "dropout": ("float", 0.0, 1.0, False),
-}
-# The CRNN collapses frequency by 4 per block; past 6 blocks even 128 mels are long gone.
-_DEPTH_MAX = {"crnn": 6}
-
-
-def _check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
-
-
-def _check_value(name: str, key: str, value: Any) -> int | float:
-    kind, low, high, high_inclusive = _PARAM_RULES[key]
-    if key == "depth":
-        high = _DEPTH_MAX.get(name, high)
-    closing = "]" if high_inclusive else ")"
-    if kind == "int":
-        rule = f"an integer in [{low}, {high}]"
-        # bool is an int subclass; `depth: true` in YAML is a typo, not 1.
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-        if ok:
-            value = int(value)
-    else:
-        rule = f"a number in [{low}, {high}{closing}"
-        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-        if ok:
-            value = float(value)
-            ok = math.isfinite(value)
-    if ok:
-        ok = low <= value and (value <= high if high_inclusive else value < high)
-    if not ok:
-        raise ConfigError(f"bad value for {name} parameter {key!r}: {value!r} (must be {rule})")
-    return value
-
-
-def model_params(name: str, params: Mapping[str, Any] | None = None) -> dict[str, int | float]:
-    """Validate hyperparameters of model ``name`` and return them with every default filled in.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`MODEL_NAMES`.
-    params : Mapping[str, Any] or None
-        Overrides of the defaults in the model's dataclass (:class:`CnnParams` etc.); None means all defaults.
-
-    Returns
-    -------
-    dict
-        ``{field: value}`` for every field of the model's dataclass, values as plain ``int``/``float`` (JSON-safe).
-        Store it in the model bundle to rebuild the model exactly.
-
-    Raises
-    ------
-    ConfigError
-        If the name is unknown, a key is not a parameter of that model, or a value is out of range; the message
-        names the bad key/value and lists the valid ones.
-    """
-    _check_name(name)
-    cls = _PARAM_CLASSES[name]
-    fields = [f.name for f in dataclasses.fields(cls)]
-    params = {} if params is None else params
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"parameters of model {name!r} must be a mapping, got {type(params).__name__}: {params!r}")
-    unknown = [k for k in params if k not in fields]
-    if unknown:
-        raise ConfigError(f"unknown parameter {unknown[0]!r} for model {name!r}; valid parameters: {', '.join(fields)}")
-    resolved = dataclasses.asdict(cls())
-    for key, value in params.items():
-        resolved[key] = _check_value(name, key, value)
-    return resolved
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -431,7 +277,8 @@ class Crnn(nn.Module):
         return self.head(self.dropout(out.mean(dim=1)))
 
 
-_MODEL_CLASSES: dict[str, type[nn.Module]] = {"seed_cnn": SeedCnn, "cnn": Cnn, "crnn": Crnn}
+#: The network class of each model name (the keys are :data:`~spectrotune.models.params.MODEL_NAMES`).
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"seed_cnn": SeedCnn, "cnn": Cnn, "crnn": Crnn}
 
 
 def build_model(
@@ -448,14 +295,14 @@ def build_model(
     Parameters
     ----------
     name : str
-        One of :data:`MODEL_NAMES` (``"seed_cnn"``, ``"cnn"``, ``"crnn"``).
+        One of :data:`~spectrotune.models.params.MODEL_NAMES` (``"seed_cnn"``, ``"cnn"``, ``"crnn"``).
     n_classes : int
         Number of genres (>= 2); the output is logits ``[batch, n_classes]``.
     n_mels : int
         Mel bins of the input (>= :data:`MIN_N_MELS`). Only ``crnn`` depends on it (its GRU input size), but
         every model records it as ``model.n_mels``.
     params : Mapping[str, Any] or None
-        Hyperparameter overrides, validated by :func:`model_params`.
+        Hyperparameter overrides, validated by :func:`~spectrotune.models.params.model_params`.
     norm_mean, norm_std : Tensor or ndarray [n_mels], optional
         Per-mel-bin statistics of the train split (dB). Give both or neither; with them the result is a
         :class:`NormalizedClassifier` that standardises its input first.
@@ -476,7 +323,7 @@ def build_model(
     for key, value, low in (("n_classes", n_classes, 2), ("n_mels", n_mels, MIN_N_MELS)):
         if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < low:
             raise ConfigError(f"bad value for {key}: {value!r} (must be an integer >= {low})")
-    net = _MODEL_CLASSES[name](n_classes=int(n_classes), n_mels=int(n_mels), **resolved)
+    net = MODEL_CLASSES[name](n_classes=int(n_classes), n_mels=int(n_mels), **resolved)
     if (norm_mean is None) != (norm_std is None):
         raise ConfigError("give both norm_mean and norm_std, or neither")
     if norm_mean is None:
@@ -490,74 +337,3 @@ def build_model(
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameter elements in ``model`` (buffers such as batch-norm statistics not included)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def export_onnx(
-    model: nn.Module,
-    path: str | os.PathLike,
-    *,
-    n_mels: int,
-    n_frames: int,
-    opset: int = 17,
-) -> Path:
-    """Export ``model`` to an ONNX file with a dynamic batch axis.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A model from :func:`build_model` (normalised or not). It is exported in eval mode on the CPU; its
-        training flag is restored afterwards.
-    path : str or PathLike
-        Output ``.onnx`` file. Written beside the target and renamed on success, so a failed export leaves
-        nothing behind.
-    n_mels, n_frames : int
-        Shape of the example input ``[batch, n_mels, n_frames]``. The batch axis is dynamic; the time axis is
-        fixed to ``n_frames`` (segments are a fixed length).
-    opset : int
-        ONNX opset version.
-
-    Returns
-    -------
-    pathlib.Path
-        The written file. Input name ``"mel"`` (float32 ``[batch, n_mels, n_frames]``), output ``"logits"``.
-
-    Raises
-    ------
-    SpectrotuneError
-        If the optional ``onnx`` package is missing (``pip install spectrotune[onnx]``) or the export fails.
-    """
-    try:
-        import onnx  # noqa: F401  (the exporter needs it; fail early with an actionable message)
-    except ImportError as e:
-        raise SpectrotuneError("ONNX export needs the onnx package: pip install spectrotune[onnx]") from e
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval().cpu()
-    try:
-        example = torch.zeros(2, n_mels, n_frames, dtype=torch.float32)
-        # The TorchScript exporter needs only `onnx`; the dynamo one would also need onnxscript.
-        with warnings.catch_warnings():
-            # Shapes other than batch are constants of the export by design; the GRU warning is about a zero h0
-            # of fixed batch size, but nn.GRU sizes h0 from the input, which the trace keeps dynamic.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(tmp),
-                input_names=["mel"],
-                output_names=["logits"],
-                dynamic_axes={"mel": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    except Exception as e:
-        raise SpectrotuneError(f"ONNX export to {str(path)!r} failed: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
-        model.to(device).train(was_training)
-    return path
