@@ -8,16 +8,18 @@ Layout::
                           normalisation statistics, metrics history, config + hash, package version
       config.yaml         the resolved training config
 
-``predict`` recomputes its inputs from ``bundle.json``'s audio and feature parameters, so a bundle classifies
-new audio exactly as its training data was prepared. No ``ray``.
+``bundle.json`` is a :class:`BundleMeta`, written and read by that class (format :data:`FORMAT`). Its audio and
+feature parameters give the bundle's :class:`InputRecipe`, the one description of how a file becomes model input
+that ``predict`` and ``evaluate`` both use, so a bundle classifies new audio exactly as its training data was
+prepared. No ``ray``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +30,175 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import spectrotune
-from spectrotune.errors import BundleError
 from spectrotune import storage
+from spectrotune.audio import logmel
+from spectrotune.errors import BundleError, ConfigError
+from spectrotune.schema import BUNDLE_META, BUNDLE_WEIGHTS, CONFIG
+from spectrotune.sources.kinds import LogMel, SourceKind, Windowing, source_kind
 from spectrotune.storage import replace_dir
 
+#: The format of ``bundle.json``; a change to its keys or their meaning is a new format.
 FORMAT = "spectrotune-bundle/1"
-WEIGHTS = "model.safetensors"
-META = "bundle.json"
+WEIGHTS = BUNDLE_WEIGHTS
+META = BUNDLE_META
+#: Log-mel parameters a bundle's ``features`` may name (the rest of that section is not about the model input).
+LOG_MEL_KEYS = ("n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db")
+
+
+@dataclass(frozen=True)
+class InputRecipe:
+    """How a bundle's model input is made from one file, exactly as its training rows were prepared.
+
+    ``kind``: the source kind (audio files or spectrogram images); ``windowing``: the decode rate (Hz), window
+    length and hop (s) of the test split, which is how the model was evaluated (any file with at least one sample
+    is accepted; one shorter than a window is zero-padded); ``log_mel``: the log-mel parameters;
+    ``input_shape``: ``(n_mels, n_frames)`` of one window's input (images are resized to it).
+    """
+
+    kind: SourceKind
+    windowing: Windowing
+    log_mel: LogMel
+    input_shape: tuple[int, int]
+
+    def model_input(self, path: str | Path) -> tuple[np.ndarray, bool, float]:
+        """``(mel float32 [n_segments, n_mels, n_frames], padded, seconds between window starts)`` of ``path``.
+
+        Raises :class:`~spectrotune.errors.InputError` for a file that cannot be read.
+        """
+        return self.kind.model_input(path, self)
+
+    def with_hop(self, hop_seconds: float) -> InputRecipe:
+        """The same recipe with windows starting every ``hop_seconds`` s."""
+        return dataclasses.replace(self, windowing=dataclasses.replace(self.windowing, hop_seconds=hop_seconds))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The network: its registry name, resolved hyperparameters and number of classes."""
+
+    name: str
+    params: dict[str, Any]
+    n_classes: int
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-mel-bin mean and standard deviation of the training rows (rounded to 6 decimals)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    """``bundle.json``: the fields are the file's keys, in its order.
+
+    ``audio`` and ``features`` are the training config's sections as saved (``audio`` also holds
+    ``test_hop_seconds``); read them through :meth:`recipe`. ``metrics`` holds ``best_epoch``, ``best`` and
+    ``history`` when written by ``spectrotune train``; read them through :attr:`history` and :attr:`best_epoch`.
+    ``config`` is the resolved training config as a plain mapping.
+    """
+
+    format: str
+    package_version: str
+    created_unix: float
+    model: ModelInfo
+    labels: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    source_kind: str
+    audio: dict[str, Any]
+    features: dict[str, Any]
+    normalization: Normalization
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    config_hash: str
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The training history, one dict of metrics per epoch (empty when the bundle holds none)."""
+        return list(self.metrics.get("history") or [])
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights the bundle holds (``None`` when unknown)."""
+        return self.metrics.get("best_epoch")
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The metrics of :attr:`best_epoch`."""
+        return self.metrics.get("best")
+
+    def recipe(self) -> InputRecipe:
+        """The :class:`InputRecipe` of this bundle.
+
+        A missing sample rate or window length means the library defaults (22050 Hz, 3 s); the hop is
+        ``test_hop_seconds`` (written by ``spectrotune train``), else the test entry of ``hop_seconds`` (a flat
+        number is accepted too), else one window (no overlap). Log-mel parameters the bundle does not name are
+        :func:`~spectrotune.audio.logmel.log_mel`'s defaults.
+        """
+        a = self.audio
+        try:
+            sr = int(a.get("sample_rate", logmel.SR))
+            seconds = float(a.get("segment_seconds", 3.0))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bundle audio parameters are invalid: {a!r}") from e
+        hop = a.get("hop_seconds")
+        if isinstance(hop, Mapping):
+            hop = hop.get("test")
+        if a.get("test_hop_seconds") is not None:
+            hop = a["test_hop_seconds"]
+        windowing = Windowing(sr, seconds, seconds if hop is None else float(hop), min_seconds=0.0)
+        log_mel = LogMel(sample_rate=sr, **{k: self.features[k] for k in LOG_MEL_KEYS if k in self.features})
+        n_mels, n_frames = self.input_shape
+        return InputRecipe(source_kind(self.source_kind), windowing, log_mel, (int(n_mels), int(n_frames)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as plain JSON types (tuples as lists), in the file's key order."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """The text of ``bundle.json``."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, origin: str = META) -> BundleMeta:
+        """Check and type a loaded ``bundle.json``; :class:`~spectrotune.errors.BundleError` names what is wrong."""
+        from spectrotune.config import build
+
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            raise BundleError(f"{origin}: unsupported bundle format {found!r} (expected {FORMAT})")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise BundleError(f"{origin}: unreadable bundle metadata: missing {', '.join(missing)}")
+        try:
+            return build(cls, data, origin=origin)
+        except ConfigError as e:
+            raise BundleError(f"unreadable bundle metadata: {e}") from e
+
+    @classmethod
+    def read(cls, directory: str | Path) -> BundleMeta:
+        """:func:`read_meta`."""
+        path = storage.join(directory, META)
+        try:
+            data = json.loads(storage.read_text(path))
+        except FileNotFoundError:
+            raise BundleError(f"{directory}: not a model bundle (no {META}; bundles are written by spectrotune "
+                              "train)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(f"{path}: unreadable bundle metadata: {e}") from e
+        return cls.from_dict(data, origin=str(path))
+
+    def write(self, directory: str | Path) -> None:
+        """Write ``directory/bundle.json``."""
+        storage.write_text(storage.join(directory, META), self.to_json())
+
+    # TRANSITION: read like the dict it used to be, until every reader uses attributes.
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
 
 
 @dataclass
@@ -42,22 +206,27 @@ class Bundle:
     """A loaded bundle: the model in eval mode plus everything needed to feed it."""
 
     model: torch.nn.Module
-    meta: dict[str, Any]
+    meta: BundleMeta
     path: Path | str
 
     @property
     def labels(self) -> list[str]:
-        return list(self.meta["labels"])
+        return list(self.meta.labels)
 
     @property
     def source_kind(self) -> str:
-        return str(self.meta["source_kind"])
+        return self.meta.source_kind
 
     @property
     def input_shape(self) -> tuple[int, int]:
         """``(n_mels, n_frames)`` the model was trained on."""
-        n_mels, n_frames = self.meta["input_shape"]
+        n_mels, n_frames = self.meta.input_shape
         return int(n_mels), int(n_frames)
+
+    @property
+    def recipe(self) -> InputRecipe:
+        """How a file becomes this model's input (:meth:`BundleMeta.recipe`)."""
+        return self.meta.recipe()
 
     @torch.no_grad()
     def predict_proba(self, mel: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -99,31 +268,24 @@ def save_bundle(
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = Path(storage.staging_sibling(directory))
     tmp.mkdir()
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
-        meta = {
-            "format": FORMAT,
-            "package_version": spectrotune.__version__,
-            "created_unix": time.time(),
-            "model": {"name": model_name, "params": dict(model_params), "n_classes": len(labels)},
-            "labels": list(labels),
-            "input_shape": [int(input_shape[0]), int(input_shape[1])],
-            "source_kind": source_kind,
-            "audio": dict(audio),
-            "features": dict(features),
-            "normalization": {"mean": np.asarray(norm_mean, np.float64).round(6).tolist(),
-                              "std": np.asarray(norm_std, np.float64).round(6).tolist()},
-            "metrics": dict(metrics),
-            "config": dict(config),
-            "config_hash": config_hash,
-        }
-        (tmp / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        meta = BundleMeta(
+            format=FORMAT, package_version=spectrotune.__version__, created_unix=time.time(),
+            model=ModelInfo(model_name, dict(model_params), len(labels)), labels=tuple(labels),
+            input_shape=(int(input_shape[0]), int(input_shape[1])), source_kind=source_kind, audio=dict(audio),
+            features=dict(features),
+            normalization=Normalization(tuple(np.asarray(norm_mean, np.float64).round(6).tolist()),
+                                        tuple(np.asarray(norm_std, np.float64).round(6).tolist())),
+            metrics=dict(metrics), config=dict(config), config_hash=config_hash,
+        )  # fmt: skip
+        meta.write(tmp)
         import yaml
 
-        (tmp / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+        (tmp / CONFIG).write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -131,19 +293,9 @@ def save_bundle(
     return directory
 
 
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    """``bundle.json`` of a bundle, with a clear error if it is not one."""
-    path = storage.join(directory, META)
-    try:
-        meta = json.loads(storage.read_text(path))
-    except FileNotFoundError:
-        raise BundleError(f"{directory}: not a model bundle (no {META}; bundles are written by spectrotune train)"
-                          ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: unreadable bundle metadata: {e}") from e
-    if meta.get("format") != FORMAT:
-        raise BundleError(f"{path}: unsupported bundle format {meta.get('format')!r} (expected {FORMAT})")
-    return meta
+def read_meta(directory: str | Path) -> BundleMeta:
+    """``bundle.json`` of a bundle (a local folder or a URI), typed, with a clear error if it is not one."""
+    return BundleMeta.read(directory)
 
 
 def load_bundle(directory: str | Path, *, device: str | torch.device = "cpu") -> Bundle:
@@ -164,9 +316,9 @@ def load_bundle(directory: str | Path, *, device: str | torch.device = "cpu") ->
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise BundleError(f"{directory}: weights file {WEIGHTS} is missing")
-    n_mels = int(meta["input_shape"][0])
-    model = build_model(meta["model"]["name"], n_classes=int(meta["model"]["n_classes"]), n_mels=n_mels,
-                        params=meta["model"]["params"], norm_mean=torch.zeros(n_mels), norm_std=torch.ones(n_mels))
+    n_mels = int(meta.input_shape[0])
+    model = build_model(meta.model.name, n_classes=meta.model.n_classes, n_mels=n_mels, params=meta.model.params,
+                        norm_mean=torch.zeros(n_mels), norm_std=torch.ones(n_mels))
     try:
         state = load_file(str(weights))
         model.load_state_dict(state)

@@ -27,8 +27,10 @@ Reading with plain pyarrow::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,16 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from spectrotune import storage
-from spectrotune.errors import DatasetError
+from spectrotune.config import AudioConfig, FeatureConfig, NoiseConfig
+from spectrotune.errors import ConfigError, DatasetError
 
 from spectrotune.schema import (  # noqa: F401  (the dataset's column and file names, read as D.TRACK_ID etc.)
     CLEAN, ERRORS, FEATURES, GENRE, LABEL, MANIFEST, MEL, N_FEATURES, SEGMENT, SHARDS, SNR_DB, SPLIT, SPLITS, TRACK_ID,
     VARIANT,
 )
+
+#: The format of ``manifest.json``; a change to its keys or their meaning is a new format.
+FORMAT = "spectrotune-dataset/1"
 
 ERRORS_SCHEMA = pa.schema(
     [
@@ -71,8 +77,199 @@ def segment_schema(*, n_mels: int, n_frames: int, n_features: int = N_FEATURES) 
     )
 
 
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """Load ``manifest.json`` of a prepared dataset (a local folder or a URI), with a clear error when it is not one."""
+# --------------------------------------------------------------------------------------------------------------
+# manifest.json
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The corpus a dataset was prepared from: its absolute ``path`` and its ``kind`` (``audio`` or ``spotify``)."""
+
+    path: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MelInfo:
+    """The ``mel`` column: ``shape`` ``(n_mels, n_frames)``, what its ``values`` are, and the log-mel parameters
+    (Hz, samples, dB) and window length (s) it was computed with."""
+
+    shape: tuple[int, ...]
+    values: str
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    n_mels: int
+    fmin: float
+    fmax: float | None
+    top_db: float
+    segment_seconds: float
+
+
+@dataclass(frozen=True)
+class FeaturesInfo:
+    """Whether the ``features`` column holds handcrafted features, and on which variants' rows."""
+
+    handcrafted: bool
+    on_variants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Tracks and rows written: per split, and rows per split x genre x variant."""
+
+    tracks: int
+    tracks_assigned: int
+    tracks_per_split: dict[str, int]
+    rows_per_split: dict[str, int]
+    per_split_genre_variant: dict[str, dict[str, dict[str, int]]]
+    silent_segments: int
+    padded_clips: int
+
+    def variants_in(self, split: str) -> set[str]:
+        """Variant names that have rows in ``split`` (empty for an empty split)."""
+        return {v for variants in self.per_split_genre_variant.get(split, {}).values() for v in variants}
+
+    def rows_of(self, split: str, variant: str) -> int:
+        """Rows of ``variant`` in ``split``, all genres together."""
+        return sum(v.get(variant, 0) for v in self.per_split_genre_variant.get(split, {}).values())
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """How many inputs failed, and the first few as ``"path: reason"`` (all of them are in ``errors.parquet``)."""
+
+    count: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent listing, processing and in total; seconds per task stage summed over tasks; batches per
+    Ray node id."""
+
+    list_seconds: float
+    process_seconds: float
+    total_seconds: float
+    task_seconds: dict[str, float]
+    nodes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """``manifest.json`` of a prepared dataset, written by :func:`spectrotune.prepare.driver.prepare` and read by
+    everything after it (:func:`read_manifest`). The fields are the file's keys, in its order; ``format`` is
+    :data:`FORMAT` (a manifest of another format is refused).
+
+    ``config`` is the resolved config prepare ran with, as saved (a plain mapping: configs of older versions keep
+    loading); its sections that describe the rows are read typed through :attr:`seed`, :attr:`audio_config`,
+    :attr:`feature_config` and :attr:`noise_config`.
+    """
+
+    format: str
+    created_unix: float
+    source: SourceInfo
+    config: dict[str, Any]
+    config_hash: str
+    labels: tuple[str, ...]
+    mel: MelInfo
+    features: FeaturesInfo
+    noise: str
+    variants: tuple[str, ...]
+    split: dict[str, Any]
+    counts: Counts
+    errors: ErrorSummary
+    versions: dict[str, str]
+    timings: Timings
+    command: str
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """``(n_mels, n_frames)`` of one row's ``mel``."""
+        n_mels, n_frames = self.mel.shape
+        return int(n_mels), int(n_frames)
+
+    @property
+    def seed(self) -> int:
+        """The seed the noise of every row was drawn from (with the track, segment and variant)."""
+        return int(self.config["seed"])
+
+    @property
+    def audio_config(self) -> AudioConfig:
+        """Decoding and segmentation the rows were cut with."""
+        return self._section("audio", AudioConfig)
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """Log-mel and handcrafted feature parameters of the rows."""
+        return self._section("features", FeatureConfig)
+
+    @property
+    def noise_config(self) -> NoiseConfig:
+        """The noise variants made, for which splits, and the background file of kind ``file``."""
+        return self._section("noise", NoiseConfig)
+
+    def _section(self, name: str, cls: type) -> Any:
+        from spectrotune.config import build
+
+        return build(cls, self.config.get(name), origin=f"{MANIFEST} config", prefix=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as plain JSON types (tuples as lists), in the file's key order."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """The text of ``manifest.json``."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, origin: str = MANIFEST) -> DatasetManifest:
+        """Check and type a loaded ``manifest.json``; :class:`~spectrotune.errors.DatasetError` names what is wrong."""
+        from spectrotune.config import build
+
+        if not isinstance(data, dict):
+            raise DatasetError(f"{origin}: unreadable manifest: not a JSON object")
+        if data.get("format") != FORMAT:
+            raise DatasetError(f"{origin}: unsupported dataset format {data.get('format')!r} (expected {FORMAT})")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise DatasetError(f"{origin}: unreadable manifest: missing {', '.join(missing)}")
+        try:
+            return build(cls, data, origin=origin)
+        except ConfigError as e:
+            raise DatasetError(f"unreadable manifest: {e}") from e
+
+    def write(self, directory: str | Path) -> None:
+        """Write ``directory/manifest.json`` (a local folder or a URI)."""
+        storage.write_text(storage.join(directory, MANIFEST), self.to_json())
+
+    @classmethod
+    def read(cls, directory: str | Path) -> DatasetManifest:
+        """:func:`read_manifest`."""
+        path = storage.join(directory, MANIFEST)
+        return cls.from_dict(_manifest_json(directory), origin=str(path))
+
+    # TRANSITION: read like the dict it used to be, until every reader uses attributes.
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+
+def read_manifest(directory: str | Path) -> DatasetManifest:
+    """The typed ``manifest.json`` of a prepared dataset (a local folder or a URI).
+
+    Raises
+    ------
+    DatasetError
+        ``directory`` is not a prepared dataset, or its manifest is unreadable or of another format.
+    """
+    return DatasetManifest.read(directory)
+
+
+def _manifest_json(directory: str | Path) -> dict[str, Any]:
+    """``manifest.json`` parsed, with a clear error when ``directory`` holds none."""
     path = storage.join(directory, MANIFEST)
     try:
         text = storage.read_text(path)
@@ -87,14 +284,18 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: unreadable manifest: {e}") from e
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Shards
+
+
 def shards_dir(directory: str | Path) -> str | Path:
     """The folder holding the Hive-partitioned shards of a prepared dataset (a ``Path``, or a string for URIs)."""
     return storage.join(directory, SHARDS)
 
 
 def open_dataset(directory: str | Path) -> pads.Dataset:
-    """The shards as a ``pyarrow.dataset`` with the Hive ``split`` column (checks the manifest first)."""
-    read_manifest(directory)
+    """The shards as a ``pyarrow.dataset`` with the Hive ``split`` column (checks that a manifest is there first)."""
+    _manifest_json(directory)
     root = shards_dir(directory)
     if not storage.is_dir(root):
         raise DatasetError(f"{directory}: no shards folder {SHARDS}/ (an incomplete or foreign dataset)")

@@ -1,4 +1,6 @@
-"""Model bundles: exact round trip, no code execution on load, clear errors."""
+"""Model bundles: exact round trip, no code execution on load, clear errors; the metadata is one typed record
+(a bundle written by main at 325b798 still loads and predicts) and its input recipe follows the bundle's own
+audio and log-mel parameters."""
 
 from __future__ import annotations
 
@@ -8,9 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from spectrotune.bundle import load_bundle, save_bundle
+from legacy_data import LEGACY_BUNDLE, LEGACY_DATASET
+
+from spectrotune import dataset as D
+from spectrotune.bundle import FORMAT, BundleMeta, load_bundle, read_meta, save_bundle
 from spectrotune.errors import BundleError
-from spectrotune.models.networks import build_model, model_params
+from spectrotune.sources.kinds import AUDIO, LogMel, Windowing
+from spectrotune.models.networks import build_model
+from spectrotune.models.params import model_params
 
 
 def _save(path, name="cnn"):
@@ -45,7 +52,7 @@ def test_weights_are_safetensors_not_pickle(tmp_path):
 def test_saving_again_replaces_atomically(tmp_path):
     _save(tmp_path / "b")
     _save(tmp_path / "b", "seed_cnn")
-    assert load_bundle(tmp_path / "b").meta["model"]["name"] == "seed_cnn"
+    assert load_bundle(tmp_path / "b").meta.model.name == "seed_cnn"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
@@ -55,4 +62,66 @@ def test_missing_or_damaged_bundle_is_a_clear_error(tmp_path):
     _save(tmp_path / "b")
     (tmp_path / "b" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(BundleError, match="cannot load weights"):
+        load_bundle(tmp_path / "b")
+
+
+def test_a_bundle_written_before_the_typed_record_loads_and_predicts_its_dataset():
+    bundle = load_bundle(LEGACY_BUNDLE)
+    meta = bundle.meta
+    assert isinstance(meta, BundleMeta) and meta.format == FORMAT == "spectrotune-bundle/1"
+    assert (meta.model.name, meta.model.params, meta.model.n_classes) == ("cnn", {"width": 4, "depth": 2,
+                                                                                 "dropout": 0.3}, 3)
+    assert bundle.labels == ["blues", "classical", "country"] and bundle.input_shape == (16, 87)
+    assert meta.best_epoch == 1 and [h["epoch"] for h in meta.history] == [1] and len(meta.normalization.mean) == 16
+    raw = json.loads((LEGACY_BUNDLE / "bundle.json").read_text())
+    assert meta.to_dict() == raw and list(meta.to_dict()) == list(raw)  # read and written again: the same file
+    mel = D.mel_array(D.read_split(LEGACY_DATASET, "test"))
+    proba = bundle.predict_proba(mel)
+    assert proba.shape == (len(mel), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_recipe_of_a_bundle_is_its_own_audio_and_log_mel_parameters():
+    recipe = load_bundle(LEGACY_BUNDLE).recipe
+    assert recipe.kind is AUDIO and recipe.input_shape == (16, 87)
+    assert recipe.windowing == Windowing(sample_rate=22050, segment_seconds=1.0, hop_seconds=1.0, min_seconds=0.0)
+    assert recipe.log_mel == LogMel(sample_rate=22050, n_fft=512, hop_length=256, n_mels=16, fmin=0.0, fmax=None,
+                                    top_db=80.0)
+    assert recipe.with_hop(0.5).windowing.hop_seconds == 0.5 and recipe.windowing.hop_seconds == 1.0
+
+
+@pytest.mark.parametrize("audio, hop", [
+    ({"segment_seconds": 3.0, "hop_seconds": {"test": 1.5}, "test_hop_seconds": 2.0}, 2.0),  # train wrote it
+    ({"segment_seconds": 3.0, "hop_seconds": {"train": 1.0, "test": 1.5}}, 1.5),
+    ({"segment_seconds": 3.0, "hop_seconds": 0.75}, 0.75),  # a flat number
+    ({"segment_seconds": 2.0, "hop_seconds": {"test": None}}, 2.0),  # one window: no overlap
+    ({}, 3.0),  # library defaults
+])
+def test_the_recipe_hop_is_the_test_hop(tmp_path, audio, hop):
+    _save(tmp_path / "b")
+    meta = read_meta(tmp_path / "b").to_dict()
+    meta["audio"] = audio
+    recipe = BundleMeta.from_dict(meta).recipe()
+    assert recipe.windowing.hop_seconds == hop and recipe.windowing.sample_rate == audio.get("sample_rate", 22050)
+    # log-mel parameters the bundle does not name are the library's defaults
+    assert recipe.log_mel == LogMel(n_mels=32)
+
+
+def test_meta_written_then_read_is_the_same_record(tmp_path):
+    _save(tmp_path / "b")
+    meta = read_meta(tmp_path / "b")
+    assert BundleMeta.from_dict(json.loads(meta.to_json())) == meta
+    assert meta.audio == {"sample_rate": 22050, "segment_seconds": 3.0} and meta.metrics == {"best_epoch": 1}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "spectrotune-bundle/0"}, "unsupported bundle format 'spectrotune-bundle/0'"),
+    ({"labels": None}, "missing labels"),
+    ({"model": {"name": "cnn", "params": {}, "n_classes": "three"}}, "model.n_classes='three'"),
+])
+def test_metadata_of_another_format_or_shape_is_refused_by_name(tmp_path, change, message):
+    _save(tmp_path / "b")
+    meta = {k: v for k, v in {**read_meta(tmp_path / "b").to_dict(), **change}.items() if v is not None}
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=message):
         load_bundle(tmp_path / "b")

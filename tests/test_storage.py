@@ -29,7 +29,7 @@ from spectrotune import dataset as D
 from spectrotune import storage
 from spectrotune.bundle import load_bundle
 from spectrotune.errors import DatasetError, OutputExistsError
-from spectrotune.predict import predict
+from spectrotune.predict.driver import predict
 from spectrotune.sources.synth.corpus import generate_corpus
 
 BUCKET = "spectrotune-test"

@@ -10,7 +10,7 @@ import pytest
 
 from spectrotune import dataset as D
 from spectrotune.config import load_config
-from spectrotune.predict import predict
+from spectrotune.predict.driver import predict
 from spectrotune.sources.synth.corpus import generate_corpus
 from spectrotune.flows import run_pipeline
 
@@ -108,7 +108,6 @@ def test_cli_evaluate_predict_and_export_work_on_the_trained_bundle(flow, tmp_pa
 def test_predict_computes_exactly_the_inputs_prepare_wrote(flow):
     """The bundle's audio and log-mel parameters reproduce the dataset's test rows of a track, segment by segment."""
     from spectrotune.bundle import load_bundle
-    from spectrotune.predict import _segments_of
 
     base, _ = flow
     bundle = load_bundle(base / "out" / "run" / "bundle")
@@ -117,6 +116,6 @@ def test_predict_computes_exactly_the_inputs_prepare_wrote(flow):
     track = table.column(D.TRACK_ID)[0].as_py()
     rows = table.filter(table.column(D.TRACK_ID).to_numpy(zero_copy_only=False) == track).sort_by(D.SEGMENT)
     wav = base / "corpus" / "genres_original" / rows.column(D.GENRE)[0].as_py() / f"{track}.wav"
-    mel, padded, _ = _segments_of(bundle, str(wav))
+    mel, padded, _ = bundle.recipe.model_input(str(wav))
     assert not padded and mel.shape == (rows.num_rows, *bundle.input_shape)
     np.testing.assert_array_equal(mel, D.mel_array(rows))  # bit for bit: same decode, segmentation and log-mel

@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spectrotune.audio import io as audio
-from spectrotune.audio import logmel
-from spectrotune.audio import noise
 from spectrotune import dataset as D
 from spectrotune import storage
 from spectrotune.evaluation.scores import accuracies, confusion_matrix, macro_f1, per_class_scores
@@ -45,19 +42,10 @@ from spectrotune.evaluation.report import report_markdown
 from spectrotune.schema import CONFUSION_PNG, LEARNING_CURVES_PNG, REPORT_JSON, REPORT_MD, ROBUSTNESS_PNG
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.config import EvaluateConfig
-from spectrotune.errors import DatasetError, InputError, SpectrotuneError
-from spectrotune.predict import log_mel_params, segment_params
+from spectrotune.errors import DatasetError
+from spectrotune.evaluation.robustness import check_compatible, measure_robustness
 
 __all__ = ["evaluate"]
-
-# Segments per model call when rebuilding noisy test audio: bounds memory on long clips.
-_REBUILD_CHUNK = 256
-
-
-# The robustness code below still calls the scorer by its old private name; the alias goes when that code moves
-# to spectrotune.evaluation.robustness (which imports scores.accuracies itself).
-_accuracies = accuracies
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Driver
@@ -109,7 +97,7 @@ def evaluate(
     bundle_dir, data_dir = storage.norm(bundle_dir), storage.norm(data_dir)
     bundle = load_bundle(bundle_dir)
     manifest = D.read_manifest(data_dir)
-    _check_compatible(bundle, manifest, bundle_dir=bundle_dir, data_dir=data_dir, log=log)
+    check_compatible(bundle, manifest, bundle_dir=bundle_dir, data_dir=data_dir, log=log)
     out = storage.norm(out) if out is not None else storage.join(storage.parent(bundle_dir), "report")
     labels = bundle.labels
 
@@ -129,8 +117,8 @@ def evaluate(
     per_class = per_class_scores(truth, pred, labels)
     cm = confusion_matrix(truth, pred, n_classes=len(labels))
 
-    robustness = _robustness(bundle, manifest, data_dir=data_dir, config=config, clean=scores,
-                             test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
+    robustness = measure_robustness(bundle, manifest, data_dir=data_dir, config=config, clean=scores,
+                                    test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
     baselines = _baselines(data_dir, manifest, enabled=config.baselines, log=log)
 
     with storage.local_output(out, last=[REPORT_JSON]) as local:
@@ -182,134 +170,6 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
     storage.write_text(out / REPORT_JSON, json.dumps(_jsonable(report), indent=2))
     storage.write_text(out / REPORT_MD, report_markdown(report))
     return report
-
-
-def _check_compatible(bundle: Bundle, manifest: Mapping[str, Any], *, bundle_dir: Path, data_dir: Path,
-                      log: Callable[[str], None]) -> None:
-    """The bundle must speak the dataset's labels and input shape; differing log-mel settings only warn."""
-    data_labels = list(manifest.get("labels") or [])
-    if bundle.labels != data_labels:
-        raise DatasetError(f"bundle {bundle_dir} has labels {bundle.labels} but dataset {data_dir} has labels "
-                           f"{data_labels}; evaluate a bundle on the dataset (or one with the same genres) it was "
-                           "trained on")
-    shape = list((manifest.get("mel") or {}).get("shape") or [])
-    if shape and shape != list(bundle.input_shape):
-        raise DatasetError(f"bundle {bundle_dir} expects input {list(bundle.input_shape)} (n_mels, n_frames) but "
-                           f"dataset {data_dir} holds {shape}")
-    data_features = (manifest.get("config") or {}).get("features") or {}
-    differ = [k for k, v in log_mel_params(bundle.meta).items()
-              if k != "sr" and k in data_features and data_features[k] != v]
-    if differ:
-        log(f"warning: the bundle's log-mel parameters differ from the dataset's in {differ}")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Robustness
-
-
-def _robustness(bundle: Bundle, manifest: Mapping[str, Any], *, data_dir: Path, config: EvaluateConfig,
-                clean: Mapping[str, Any], test_tracks: Mapping[str, int], log: Callable[[str], None]) -> dict:
-    source = manifest.get("source") or {}
-    if source.get("kind") == "spotify" or bundle.source_kind == "spotify":
-        return {"applies": False, "available": False, "reason": "image sources have no audio to add noise to"}
-    wanted = [(kind, float(snr), noise.variant_name(kind, snr)) for kind in config.noise_kinds
-              for snr in config.snr_db]
-    present = {v for genres in (manifest.get("counts", {}).get("per_split_genre_variant", {}).get("test") or {})
-               .values() for v in genres}
-    rows: list[dict[str, Any]] = []
-    for kind, snr, name in wanted:
-        if name not in present:
-            continue
-        table = D.read_split(data_dir, "test", columns=[D.TRACK_ID, D.LABEL, D.MEL], variants=[name])
-        s = _accuracies(bundle.predict_proba(D.mel_array(table)), table.column(D.TRACK_ID).to_pylist(),
-                        table.column(D.LABEL).to_numpy())
-        rows.append(_row(kind, snr, name, s, "dataset"))
-    missing = [(kind, snr, name) for kind, snr, name in wanted if name not in present]
-    result: dict[str, Any] = {"applies": True, "available": True, "clean_clip_accuracy": clean["clip_accuracy"],
-                              "clean_segment_accuracy": clean["segment_accuracy"]}
-    if missing:
-        log(f"robustness: rebuilding {len(missing)} noisy variant(s) of {len(test_tracks)} test tracks from the "
-            f"source audio ({', '.join(m[2] for m in missing)})")
-        try:
-            rebuilt, notes = _rebuild(bundle, manifest, variants=missing, test_tracks=test_tracks, log=log)
-        except _SourceUnavailable as e:
-            if not rows:
-                return {"applies": True, "available": False, "reason": str(e)}
-            rebuilt, notes = [], {"reason_missing_variants": str(e)}
-        rows += rebuilt
-        result.update(notes)
-    order = {name: i for i, (_, _, name) in enumerate(wanted)}
-    result["results"] = sorted(rows, key=lambda r: order[r["variant"]])
-    return result
-
-
-def _row(kind: str, snr: float, name: str, s: Mapping[str, Any], how: str) -> dict[str, Any]:
-    return {"kind": kind, "snr_db": snr, "variant": name, "clip_accuracy": s["clip_accuracy"],
-            "segment_accuracy": s["segment_accuracy"], "n_tracks": s["n_tracks"], "n_segments": s["n_segments"],
-            "source": how}
-
-
-class _SourceUnavailable(SpectrotuneError):
-    """The test audio cannot be reached (source folder gone, or none of the test tracks decode)."""
-
-
-def _rebuild(bundle: Bundle, manifest: Mapping[str, Any], *, variants: Sequence[tuple[str, float, str]],
-             test_tracks: Mapping[str, int], log: Callable[[str], None]) -> tuple[list[dict], dict]:
-    """Noisy variants of the test tracks from the source audio: decode, segment, add noise, log-mel, predict."""
-    from spectrotune.sources.listing import list_source
-
-    data_config = manifest.get("config") or {}
-    source_path = Path((manifest.get("source") or {}).get("path", ""))
-    try:
-        listing = list_source(source_path, kind="audio")
-    except InputError as e:
-        raise _SourceUnavailable(f"source audio unavailable: {e}") from e
-    by_track = {item.track_id: item for item in listing.items}
-    seed = int(data_config.get("seed", 0))
-    sr, seconds, _ = segment_params(bundle.meta)
-    # The test hop the dataset was cut with, so rebuilt segments are the ones prepare would have written.
-    hop = segment_params({"audio": data_config.get("audio") or bundle.meta.get("audio") or {}}, split="test")[2]
-    mel_kwargs = log_mel_params(bundle.meta)
-    proba: dict[str, list[np.ndarray]] = {name: [] for _, _, name in variants}
-    ids: list[str] = []
-    labels: list[int] = []
-    failed: list[str] = []
-    absent = [t for t in test_tracks if t not in by_track]
-    todo = [t for t in test_tracks if t in by_track]
-    t_start = time.perf_counter()
-    for i, track_id in enumerate(todo):
-        try:
-            y = audio.decode(by_track[track_id].path, sr=sr, min_seconds=0.0)
-        except InputError as e:
-            failed.append(f"{track_id}: {getattr(e, 'reason', None) or e}")
-            continue
-        segs, _ = audio.segment(y, sr=sr, seconds=seconds, hop_seconds=hop)
-        seg_ids = list(range(len(segs)))
-        for kind, snr, name in variants:
-            noisy, _ = noise.add_noise_batch(segs, kind=kind, snr_db=snr, seed=seed, track_id=track_id,
-                                             segment_indices=seg_ids)
-            for start in range(0, len(noisy), _REBUILD_CHUNK):
-                mel = logmel.log_mel(noisy[start:start + _REBUILD_CHUNK], **mel_kwargs)
-                proba[name].append(bundle.predict_proba(mel))
-        ids += [track_id] * len(segs)
-        labels += [test_tracks[track_id]] * len(segs)
-        if (i + 1) % 50 == 0:
-            log(f"robustness: {i + 1}/{len(todo)} tracks rebuilt ({time.perf_counter() - t_start:.0f} s)")
-    if not ids:
-        reason = (f"none of the {len(test_tracks)} test tracks could be read from the source {source_path}"
-                  + (f" ({len(absent)} not found" + (f", {len(failed)} failed to decode" if failed else "") + ")"))
-        raise _SourceUnavailable(reason)
-    rows = []
-    for kind, snr, name in variants:
-        s = _accuracies(np.concatenate(proba[name], axis=0), ids, np.asarray(labels))
-        rows.append(_row(kind, snr, name, s, "rebuilt"))
-    notes: dict[str, Any] = {"rebuilt_from": str(source_path)}
-    if absent or failed:
-        notes["tracks_not_rebuilt"] = {"not_in_source": absent[:20], "n_not_in_source": len(absent),
-                                       "failed": failed[:20], "n_failed": len(failed)}
-        log(f"robustness: {len(absent)} test track(s) missing from the source, {len(failed)} failed to decode; "
-            "their noisy variants are left out")
-    return rows, notes
 
 
 # --------------------------------------------------------------------------------------------------------------

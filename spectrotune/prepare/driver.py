@@ -32,11 +32,15 @@ from spectrotune import runtime, storage
 from spectrotune.audio import io as audio
 from spectrotune.audio import handcrafted
 from spectrotune.config import SPLITS, Config, save_config
-from spectrotune.dataset import ERRORS, ERRORS_SCHEMA, MANIFEST
+from spectrotune.dataset import (
+    CLEAN, ERRORS, ERRORS_SCHEMA, FORMAT, MANIFEST, Counts, DatasetManifest, ErrorSummary, FeaturesInfo, MelInfo,
+    SourceInfo, Timings,
+)
 from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
+from spectrotune.sources.kinds import SourceKind, source_kind
 from spectrotune.sources.listing import SourceItem, list_source
 from spectrotune.sources.splits import assign_splits
-from spectrotune.prepare.task import BatchResult, mel_shape, merge_results, process_batch
+from spectrotune.prepare.task import BatchResult, merge_results, process_batch
 
 
 @dataclass(frozen=True)
@@ -44,20 +48,20 @@ class PrepareResult:
     """Where the dataset is and what happened."""
 
     out: Path | str
-    manifest: dict[str, Any]
+    manifest: DatasetManifest
 
     @property
     def n_failed(self) -> int:
-        return int(self.manifest["errors"]["count"])
+        return self.manifest.errors.count
 
     def summary(self) -> str:
         m = self.manifest
-        rows = sum(m["counts"]["rows_per_split"].values())
-        line = (f"prepared {m['counts']['tracks']} tracks -> {rows} rows in {m['timings']['total_seconds']:.1f} s "
-                f"({', '.join(f'{s}: {n}' for s, n in m['counts']['rows_per_split'].items())}) at {self.out}")
+        rows = sum(m.counts.rows_per_split.values())
+        line = (f"prepared {m.counts.tracks} tracks -> {rows} rows in {m.timings.total_seconds:.1f} s "
+                f"({', '.join(f'{s}: {n}' for s, n in m.counts.rows_per_split.items())}) at {self.out}")
         if self.n_failed:
             line += (f"\n{self.n_failed} input(s) failed; see {storage.join(self.out, ERRORS)} "
-                     f"(first: {m['errors']['examples'][0]})")
+                     f"(first: {m.errors.examples[0]})")
         return line
 
 
@@ -88,20 +92,19 @@ def prepare(
     if storage.exists(out) and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
     source = Path(source)
-    kind = config.source.kind
-    listing = list_source(source, kind=kind, group_by_song=config.split.kind != "folders")
-    kind = listing.kind
+    listing = list_source(source, kind=config.source.kind, group_by_song=config.split.kind != "folders")
+    kind = source_kind(listing.kind)
     splits, split_info = assign_splits(listing.items, config=config.split)
     labels = {genre: i for i, genre in enumerate(listing.genres)}
     items = [item for item in listing.items if item.track_id in splits]
     t_listed = time.perf_counter()
-    log(f"found {len(listing.items)} {kind} files in {len(labels)} genres; {len(items)} assigned to splits "
+    log(f"found {len(listing.items)} {kind.name} files in {len(labels)} genres; {len(items)} assigned to splits "
         f"({', '.join(f'{s}: {sum(1 for t in set(splits) if splits[t] == s)} tracks' for s in SPLITS)})")
 
-    if kind == "audio" and config.features.handcrafted:
+    if kind.has_audio and config.features.handcrafted:
         handcrafted.warm_up(sr=config.audio.sample_rate)
     background = None
-    if kind == "audio" and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
+    if kind.has_audio and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
         background = audio.decode(config.noise.background, sr=config.audio.sample_rate, min_seconds=0.1)
 
     tmp = storage.staging_sibling(out)
@@ -121,7 +124,7 @@ def prepare(
                              timings={"list_seconds": t_listed - t_start, "process_seconds": t_done - t_listed,
                                       "total_seconds": time.perf_counter() - t_start})
         save_config(config, tmp)
-        storage.write_text(storage.join(tmp, MANIFEST), json.dumps(manifest, indent=2))
+        manifest.write(tmp)
         storage.replace_dir(tmp, out, last=[MANIFEST])
     except BaseException:
         storage.delete(tmp)
@@ -149,7 +152,10 @@ def _batches(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
     return batches
 
 
-def _run_tasks(items, *, splits, labels, config: Config, kind: str, tmp: Path | str, background, progress: bool):
+def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[str, int], config: Config,
+               kind: SourceKind, tmp: Path | str, background: np.ndarray | None, progress: bool
+               ) -> list[BatchResult]:
+    """Run :func:`process_batch` over batches of ``items`` as Ray Data tasks; their reports, in no set order."""
     import ray
 
     runtime.init_ray()
@@ -200,10 +206,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _manifest(*, config: Config, kind: str, source: Path, labels: list[str], merged: dict[str, Any],
+def _manifest(*, config: Config, kind: SourceKind, source: Path, labels: list[str], merged: dict[str, Any],
               errors: list[dict[str, str]], split_info: dict[str, Any], n_tracks: int,
-              timings: dict[str, float]) -> dict[str, Any]:
-    n_mels, n_frames = mel_shape(config, kind=kind)
+              timings: dict[str, float]) -> DatasetManifest:
+    n_mels, n_frames = kind.mel_shape(config)
     counts: dict[str, dict[str, dict[str, int]]] = {}
     rows_per_split = dict.fromkeys(SPLITS, 0)
     variants: set[str] = set()
@@ -212,37 +218,32 @@ def _manifest(*, config: Config, kind: str, source: Path, labels: list[str], mer
         counts.setdefault(split, {}).setdefault(genre, {})[variant] = n
         rows_per_split[split] += n
         variants.add(variant)
-    noise_note = ("not applied: image sources have no audio" if kind == "spotify"
-                  else ("off" if not config.noise.enabled else f"applied to splits {list(config.noise.splits)}"))
-    return {
-        "format": "spectrotune-dataset/1",
-        "created_unix": time.time(),
-        "source": {"path": str(source.absolute()), "kind": kind},
-        "config": config.to_dict(),
-        "config_hash": config.hash(),
-        "labels": labels,
-        "mel": {"shape": [n_mels, n_frames],
-                "values": "colormap position in [0, 1] (inverted image)" if kind == "spotify" else "log-mel dB",
-                "sample_rate": config.audio.sample_rate, "n_fft": config.features.n_fft,
-                "hop_length": config.features.hop_length, "n_mels": n_mels, "fmin": config.features.fmin,
-                "fmax": config.features.fmax, "top_db": config.features.top_db,
-                "segment_seconds": config.audio.segment_seconds},
-        "features": {"handcrafted": bool(config.features.handcrafted and kind == "audio"),
-                     "on_variants": ["clean"]},
-        "noise": noise_note,
-        "variants": sorted(variants),
-        "split": split_info,
-        "counts": {
-            "tracks": sum(merged["tracks"].values()),
-            "tracks_assigned": n_tracks,
-            "tracks_per_split": {s: merged["tracks"].get(s, 0) for s in SPLITS},
-            "rows_per_split": rows_per_split,
-            "per_split_genre_variant": counts,
-            "silent_segments": merged["silent_segments"],
-            "padded_clips": merged["padded_clips"],
-        },
-        "errors": {"count": len(errors), "examples": [f"{e['path']}: {e['reason']}" for e in errors[:5]]},
-        "versions": _versions(),
-        "timings": {**timings, "task_seconds": merged["seconds"], "nodes": merged["nodes"]},
-        "command": " ".join(sys.argv),
-    }
+    f = config.features
+    return DatasetManifest(
+        format=FORMAT,
+        created_unix=time.time(),
+        source=SourceInfo(path=str(source.absolute()), kind=kind.name),
+        config=config.to_dict(),
+        config_hash=config.hash(),
+        labels=tuple(labels),
+        mel=MelInfo(shape=(n_mels, n_frames), values=kind.mel_values, sample_rate=config.audio.sample_rate,
+                    n_fft=f.n_fft, hop_length=f.hop_length, n_mels=n_mels, fmin=f.fmin, fmax=f.fmax,
+                    top_db=f.top_db, segment_seconds=config.audio.segment_seconds),
+        features=FeaturesInfo(handcrafted=bool(f.handcrafted and kind.has_audio), on_variants=(CLEAN,)),
+        noise=kind.noise_note(config.noise),
+        variants=tuple(sorted(variants)),
+        split=split_info,
+        counts=Counts(
+            tracks=sum(merged["tracks"].values()),
+            tracks_assigned=n_tracks,
+            tracks_per_split={s: merged["tracks"].get(s, 0) for s in SPLITS},
+            rows_per_split=rows_per_split,
+            per_split_genre_variant=counts,
+            silent_segments=merged["silent_segments"],
+            padded_clips=merged["padded_clips"],
+        ),
+        errors=ErrorSummary(count=len(errors), examples=tuple(f"{e['path']}: {e['reason']}" for e in errors[:5])),
+        versions=_versions(),
+        timings=Timings(**timings, task_seconds=merged["seconds"], nodes=merged["nodes"]),
+        command=" ".join(sys.argv),
+    )

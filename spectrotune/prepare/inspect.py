@@ -14,33 +14,34 @@ import numpy as np
 
 from spectrotune import dataset as D
 from spectrotune import storage
-from spectrotune.config import Config, build
+from spectrotune.dataset import DatasetManifest
 from spectrotune.errors import DatasetError
+from spectrotune.sources.kinds import Windowing, cut_windows, noisy_copies, source_kind
 
 
-def manifest_summary(manifest: dict) -> str:
+def manifest_summary(manifest: DatasetManifest) -> str:
     """A few human-readable lines from ``manifest.json``."""
-    c = manifest["counts"]
+    c = manifest.counts
+    n_mels, n_frames = manifest.input_shape
     lines = [
-        f"source:   {manifest['source']['path']} ({manifest['source']['kind']})",
-        f"labels:   {len(manifest['labels'])}: {', '.join(manifest['labels'])}",
-        f"split:    {manifest['split'].get('kind')}; tracks per split: "
-        + ", ".join(f"{s} {n}" for s, n in c["tracks_per_split"].items()),
-        "rows:     " + ", ".join(f"{s} {n}" for s, n in c["rows_per_split"].items()),
-        f"variants: {', '.join(manifest['variants'])}; noise {manifest['noise']}",
-        f"mel:      {manifest['mel']['shape'][0]} x {manifest['mel']['shape'][1]} ({manifest['mel']['values']})",
-        f"silent segments: {c['silent_segments']}; clips padded to one window: {c['padded_clips']}",
-        f"errors:   {manifest['errors']['count']}"
-        + "".join(f"\n  - {e}" for e in manifest["errors"]["examples"]),
-        f"config:   hash {manifest['config_hash']}; took {manifest['timings']['total_seconds']:.1f} s",
+        f"source:   {manifest.source.path} ({manifest.source.kind})",
+        f"labels:   {len(manifest.labels)}: {', '.join(manifest.labels)}",
+        f"split:    {manifest.split.get('kind')}; tracks per split: "
+        + ", ".join(f"{s} {n}" for s, n in c.tracks_per_split.items()),
+        "rows:     " + ", ".join(f"{s} {n}" for s, n in c.rows_per_split.items()),
+        f"variants: {', '.join(manifest.variants)}; noise {manifest.noise}",
+        f"mel:      {n_mels} x {n_frames} ({manifest.mel.values})",
+        f"silent segments: {c.silent_segments}; clips padded to one window: {c.padded_clips}",
+        f"errors:   {manifest.errors.count}" + "".join(f"\n  - {e}" for e in manifest.errors.examples),
+        f"config:   hash {manifest.config_hash}; took {manifest.timings.total_seconds:.1f} s",
     ]
     return "\n".join(lines)
 
 
-def _examples(data: Path, manifest: dict, *, n: int, seed: int):
+def _examples(data: Path, manifest: DatasetManifest, *, n: int, seed: int):
     """Up to ``n`` (track_id, segment) pairs that have noisy variants (else clean-only examples)."""
     table = D.read_split(data, "train", columns=[D.TRACK_ID, D.SEGMENT, D.VARIANT, D.GENRE])
-    noisy = [v for v in manifest["variants"] if v != D.CLEAN]
+    noisy = [v for v in manifest.variants if v != D.CLEAN]
     rows = table.to_pylist()
     keys = sorted({(r["track_id"], r["segment"], r["genre"]) for r in rows if r["variant"] in noisy}) or sorted(
         {(r["track_id"], r["segment"], r["genre"]) for r in rows})
@@ -94,36 +95,33 @@ def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int =
 
     data, out = storage.norm(data), Path(out)
     manifest = D.read_manifest(data)
-    if manifest["source"]["kind"] != "audio":
+    if not source_kind(manifest.source.kind).has_audio:
         raise DatasetError(f"{data}: --export-audio needs an audio source; this dataset was made from images")
-    config: Config = build(Config, manifest["config"], origin=str(storage.join(data, D.MANIFEST)))
+    audio_config, noise_config = manifest.audio_config, manifest.noise_config
     picks, noisy = _examples(data, manifest, n=n, seed=seed)
     if not noisy:
         raise DatasetError(f"{data}: no noisy variants in the train split (noise was off)")
-    source = Path(manifest["source"]["path"])
+    source = Path(manifest.source.path)
     if not source.is_dir():
         raise DatasetError(f"{source}: source folder of this dataset is gone; cannot rebuild its audio")
-    paths = {item.track_id: item.path for item in list_source(source, kind="audio").items}
-    sr = config.audio.sample_rate
+    paths = {item.track_id: item.path for item in list_source(source, kind=manifest.source.kind).items}
+    windowing = Windowing.from_config(audio_config, split="train")
+    sr = windowing.sample_rate
     written: list[Path] = []
     out.mkdir(parents=True, exist_ok=True)
+    background = None
+    if any(noise.parse_variant(v)[0] == "file" for v in noisy):
+        background = audio.decode(noise_config.background, sr=sr, min_seconds=0.1)
     for track, seg, _genre in picks:
-        y = audio.decode(paths[track], sr=sr, min_seconds=config.audio.min_seconds)
-        segs, _ = audio.segment(y, sr=sr, seconds=config.audio.segment_seconds,
-                                hop_seconds=config.audio.hop_for("train"))
-        clean = segs[seg : seg + 1]
+        clean = cut_windows(paths[track], windowing)[0][seg : seg + 1]
         stem = f"{track}_seg{seg}"
         audio.write_wav(out / f"{stem}_clean.wav", clean[0], sr=sr)
         written.append(out / f"{stem}_clean.wav")
-        bg = None
-        for variant in noisy:
-            kind, snr = noise.parse_variant(variant)
-            if kind == "file" and bg is None:
-                bg = audio.decode(config.noise.background, sr=sr, min_seconds=0.1)
-            mixed, _ = noise.add_noise_batch(clean, kind=kind, snr_db=snr, seed=config.seed, track_id=track,
-                                             segment_indices=[seg], background=bg if kind == "file" else None)
+        copies = noisy_copies(clean, [noise.parse_variant(v) for v in noisy], seed=manifest.seed, track_id=track,
+                              segment_indices=[seg], background=background)
+        for variant, copy in zip(noisy, copies, strict=True):
             path = out / f"{stem}_{variant.replace('@', '_at_')}.wav"
-            audio.write_wav(path, mixed[0], sr=sr)
+            audio.write_wav(path, copy.audio[0], sr=sr)
             written.append(path)
     return written
 

@@ -19,17 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spectrotune import storage
-from spectrotune.audio import io as audio
-from spectrotune.audio import handcrafted, logmel
-from spectrotune.audio import noise
 from spectrotune.config import Config
-from spectrotune.dataset import CLEAN, N_FEATURES, SHARDS, segment_schema
+from spectrotune.dataset import (
+    CLEAN, FEATURES, GENRE, LABEL, MEL, N_FEATURES, SEGMENT, SHARDS, SNR_DB, TRACK_ID, VARIANT, segment_schema,
+)
 from spectrotune.errors import InputError
+from spectrotune.sources.kinds import SourceKind, TrackWindows
 from spectrotune.sources.listing import SourceItem
 
 
-_DICT_COLUMNS = ["track_id", "genre", "variant"]
-_STATS_COLUMNS = ["track_id", "genre", "label", "segment", "variant", "snr_db"]
+_DICT_COLUMNS = [TRACK_ID, GENRE, VARIANT]
+_STATS_COLUMNS = [TRACK_ID, GENRE, LABEL, SEGMENT, VARIANT, SNR_DB]
 
 
 @dataclass
@@ -82,25 +82,17 @@ class _Columns:
         )
         return pa.table(
             {
-                "track_id": pa.array(self.track_id, pa.string()),
-                "genre": pa.array(self.genre, pa.string()),
-                "label": pa.array(self.label, pa.int32()),
-                "segment": pa.array(self.segment, pa.int32()),
-                "variant": pa.array(self.variant, pa.string()),
-                "snr_db": pa.array(self.snr_db, pa.float32()),
-                "mel": pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(mel)),
-                "features": feats,
+                TRACK_ID: pa.array(self.track_id, pa.string()),
+                GENRE: pa.array(self.genre, pa.string()),
+                LABEL: pa.array(self.label, pa.int32()),
+                SEGMENT: pa.array(self.segment, pa.int32()),
+                VARIANT: pa.array(self.variant, pa.string()),
+                SNR_DB: pa.array(self.snr_db, pa.float32()),
+                MEL: pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(mel)),
+                FEATURES: feats,
             },
             schema=schema,
         )
-
-
-def mel_shape(config: Config, *, kind: str) -> tuple[int, int]:
-    """``(n_mels, n_frames)`` of the ``mel`` column for a source kind."""
-    if kind == "spotify":
-        return config.features.n_mels, config.image.n_frames
-    window = int(round(config.audio.segment_seconds * config.audio.sample_rate))
-    return config.features.n_mels, logmel.n_frames(window, hop_length=config.features.hop_length)
 
 
 def process_batch(
@@ -109,7 +101,7 @@ def process_batch(
     splits: Mapping[str, str],
     labels: Mapping[str, int],
     config: Config,
-    kind: str,
+    kind: SourceKind,
     out_dir: str | Path,
     shard_name: str,
     background: np.ndarray | None = None,
@@ -122,6 +114,8 @@ def process_batch(
         Files of this batch (each with a split in ``splits``).
     splits, labels : mapping
         track id -> split; genre -> label index.
+    kind : SourceKind
+        What the files are (:data:`spectrotune.sources.kinds.AUDIO` or ``SPOTIFY``): it turns each into rows.
     out_dir : path
         Dataset root being written; shards go to ``out_dir/data/split=<split>/<shard_name>.parquet``.
     background : ndarray, optional
@@ -133,21 +127,18 @@ def process_batch(
     for item in items:
         split = splits[item.track_id]
         try:
-            if kind == "spotify":
-                added = _image_rows(item, split=split, label=labels[item.genre], config=config, result=result,
-                                    columns=columns.setdefault(split, _Columns()))
-            else:
-                added = _audio_rows(item, split=split, label=labels[item.genre], config=config, result=result,
-                                    columns=columns.setdefault(split, _Columns()), background=background)
+            windows = kind.track_windows(item, split=split, config=config, background=background,
+                                         timer=result.add_time)
         except InputError as e:
             result.errors.append(_error(item, "decode", getattr(e, "reason", None) or str(e)))
             continue
         except Exception as e:  # noqa: BLE001 - one bad file must never cost the batch; the reason is recorded
             result.errors.append(_error(item, "process", f"{type(e).__name__}: {e}"))
             continue
-        if added:
-            tracks.setdefault(split, set()).add(item.track_id)
-    n_mels, n_frames = mel_shape(config, kind=kind)
+        _add_rows(result, columns.setdefault(split, _Columns()), item, windows, split=split,
+                  label=labels[item.genre])
+        tracks.setdefault(split, set()).add(item.track_id)
+    n_mels, n_frames = kind.mel_shape(config)
     schema = segment_schema(n_mels=n_mels, n_frames=n_frames)
     start = time.perf_counter()
     for split, cols in columns.items():
@@ -177,67 +168,16 @@ def _count(result: BatchResult, split: str, genre: str, variant: str, n: int) ->
     result.rows[key] = result.rows.get(key, 0) + n
 
 
-def _variants_for(config: Config, split: str) -> list[tuple[str, float]]:
-    if not config.noise.enabled or split not in config.noise.splits:
-        return []
-    return [(v.kind, v.snr_db) for v in config.noise.variants]
-
-
-def _audio_rows(item: SourceItem, *, split: str, label: int, config: Config, result: BatchResult,
-                columns: _Columns, background: np.ndarray | None) -> int:
-    a, f = config.audio, config.features
-    t0 = time.perf_counter()
-    y = audio.decode(item.path, sr=a.sample_rate, min_seconds=a.min_seconds)
-    segs, padded = audio.segment(y, sr=a.sample_rate, seconds=a.segment_seconds, hop_seconds=a.hop_for(split))
-    result.padded_clips += int(padded)
-    result.silent_segments += int(np.count_nonzero(audio.is_silent(segs)))
-    t1 = time.perf_counter()
-    result.add_time("decode", t1 - t0)
-    seg_ids = list(range(len(segs)))
-
-    variants: list[tuple[str, np.ndarray, list[float | None]]] = []
-    variant_list = _variants_for(config, split)
-    if config.noise.keep_clean or not variant_list:
-        variants.append((CLEAN, segs, [None] * len(segs)))
-    for kind, snr in variant_list:
-        noisy, snrs = noise.add_noise_batch(
-            segs, kind=kind, snr_db=snr, seed=config.seed, track_id=item.track_id,
-            segment_indices=seg_ids, background=background if kind == "file" else None,
-        )
-        # A silent segment has no defined SNR: it stays clean and its snr_db is null.
-        variants.append((noise.variant_name(kind, snr), noisy, [None if s is None else float(snr) for s in snrs]))
-    t2 = time.perf_counter()
-    result.add_time("noise", t2 - t1)
-
-    stacked = np.concatenate([v[1] for v in variants], axis=0)
-    mel = logmel.log_mel(stacked, sr=a.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels,
-                           fmin=f.fmin, fmax=f.fmax, top_db=f.top_db)
-    t3 = time.perf_counter()
-    result.add_time("log_mel", t3 - t2)
-
-    n = len(segs)
-    for i, (name, _, snrs) in enumerate(variants):
-        feats = None
-        if f.handcrafted and name == CLEAN:
-            feats = handcrafted.handcrafted_features(segs, sr=a.sample_rate)
-        columns.extend(item=item, label=label, segments=seg_ids, variant=name, snr_db=snrs,
-                       mel=mel[i * n : (i + 1) * n], feats=feats)
-        _count(result, split, item.genre, name, n)
-    result.add_time("features", time.perf_counter() - t3)
-    return n
-
-
-def _image_rows(item: SourceItem, *, split: str, label: int, config: Config, result: BatchResult,
-                columns: _Columns) -> int:
-    from spectrotune.sources import spotify as images  # matplotlib-free decode path; imported lazily for audio-only runs
-
-    t0 = time.perf_counter()
-    arr = images.image_to_array(item.path, n_mels=config.features.n_mels, n_frames=config.image.n_frames)
-    result.add_time("decode", time.perf_counter() - t0)
-    columns.extend(item=item, label=label, segments=[item.clip or 0], variant=CLEAN, snr_db=[None],
-                   mel=arr[None].astype(np.float32, copy=False), feats=None)
-    _count(result, split, item.genre, CLEAN, 1)
-    return 1
+def _add_rows(result: BatchResult, columns: _Columns, item: SourceItem, windows: TrackWindows, *, split: str,
+              label: int) -> None:
+    """Buffer one file's rows (every variant of every window) and count them."""
+    for name, mel, snrs in windows.variants:
+        feats = windows.features if name == CLEAN else None
+        columns.extend(item=item, label=label, segments=windows.segments, variant=name, snr_db=snrs, mel=mel,
+                       feats=feats)
+        _count(result, split, item.genre, name, len(windows.segments))
+    result.padded_clips += int(windows.padded)
+    result.silent_segments += windows.silent_segments
 
 
 def merge_results(results: Sequence[BatchResult]) -> dict[str, Any]:

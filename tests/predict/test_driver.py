@@ -17,8 +17,10 @@ from spectrotune.audio import logmel
 from spectrotune.bundle import load_bundle, save_bundle
 from spectrotune.config import load_config
 from spectrotune.errors import ConfigError, InputError
-from spectrotune.models.networks import build_model, model_params
-from spectrotune.predict import format_predictions, predict, predict_files
+from spectrotune.models.networks import build_model
+from spectrotune.models.params import model_params
+from spectrotune.predict.core import format_predictions, predict_files
+from spectrotune.predict.driver import predict
 
 SR = 22050
 LABELS = ["blues", "jazz", "metal", "rock"]
@@ -122,7 +124,7 @@ def test_probabilities_sum_to_one_and_top_k_is_ordered(files):
 def test_probabilities_follow_the_bundles_own_feature_parameters(files):
     # Independent reference: librosa's log-mel with the bundle's parameters, segment probabilities averaged.
     bundle = load_bundle(files["bundle"])
-    f = bundle.meta["features"]
+    f = bundle.meta.features
     segs, _ = audio.segment(audio.decode(files["paths"][0], sr=SR), sr=SR, seconds=3.0)
     mel = log_mel_librosa(segs, sr=SR, n_fft=f["n_fft"], hop_length=f["hop_length"], n_mels=f["n_mels"],
                           fmin=f["fmin"], fmax=f["fmax"], top_db=f["top_db"])

@@ -1,6 +1,8 @@
 """The prepare pipeline end to end on Ray Data: good, odd and bad inputs mixed in one corpus.
 
-One prepare run is shared by most tests (module fixture) so the suite pays Ray Data's start-up once.
+One prepare run is shared by most tests (module fixture) so the suite pays Ray Data's start-up once; every test
+that uses it starts Ray and is marked ``integration``. One batch through the task without Ray:
+tests/prepare/test_task.py.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def prepared(tmp_path_factory, ray_session):
     return corpus, base / "out", result, config
 
 
+@pytest.mark.integration
 def test_every_good_file_is_processed_and_every_bad_one_recorded(prepared):
     corpus, out, result, _ = prepared
     errors = D.read_errors(out).to_pylist()
@@ -117,9 +120,10 @@ def test_every_good_file_is_processed_and_every_bad_one_recorded(prepared):
     written = set(table.column("track_id").to_pylist())
     assert written == {Path(rel).stem for rel in GOOD}
     assert result.n_failed == len(BAD)
-    assert result.manifest["errors"]["count"] == len(BAD)
+    assert result.manifest.errors.count == len(BAD)
 
 
+@pytest.mark.integration
 def test_row_counts_match_the_manifest(prepared):
     _, out, result, _ = prepared
     manifest = json.loads((out / D.MANIFEST).read_text())
@@ -134,6 +138,7 @@ def test_row_counts_match_the_manifest(prepared):
     assert manifest["counts"]["tracks"] == len(GOOD)
 
 
+@pytest.mark.integration
 def test_segmentation_hop_per_split_and_padding(prepared):
     _, out, result, _ = prepared
     clean = pq.read_table(out / "data", filters=[("variant", "=", "clean")]).to_pandas()
@@ -142,10 +147,11 @@ def test_segmentation_hop_per_split_and_padding(prepared):
     assert segs["blues.00000"] == 3
     assert segs["jazz.00000"] == 2
     assert segs["rock.00002"] == 1  # 2 s clip padded to one window
-    assert result.manifest["counts"]["padded_clips"] == 1
-    assert result.manifest["counts"]["silent_segments"] >= 2
+    assert result.manifest.counts.padded_clips == 1
+    assert result.manifest.counts.silent_segments >= 2
 
 
+@pytest.mark.integration
 def test_noise_only_on_train_and_values_finite(prepared):
     _, out, _, _ = prepared
     table = pq.read_table(out / "data")
@@ -164,6 +170,7 @@ def test_noise_only_on_train_and_values_finite(prepared):
     assert (noisy.snr_db == 10.0).all()
 
 
+@pytest.mark.integration
 def test_noisy_rows_differ_from_clean(prepared):
     _, out, _, _ = prepared
     t = D.read_split(out, "train", variants=["clean", "white@10dB"])
@@ -175,6 +182,7 @@ def test_noisy_rows_differ_from_clean(prepared):
     assert np.abs(clean - noisy).mean() > 1.0  # dB
 
 
+@pytest.mark.integration
 def test_rerun_is_bit_identical(prepared, tmp_path):
     corpus, out, _, config = prepared
     again = prepare(corpus, tmp_path / "again", config=config, progress=False).out
@@ -185,6 +193,7 @@ def test_rerun_is_bit_identical(prepared, tmp_path):
         assert a.column("snr_db").equals(b.column("snr_db"))
 
 
+@pytest.mark.integration
 def test_existing_output_refused_then_overwritten(prepared, tmp_path):
     corpus, out, _, config = prepared
     target = tmp_path / "copy"
@@ -198,6 +207,7 @@ def test_existing_output_refused_then_overwritten(prepared, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.integration
 def test_interrupted_run_leaves_nothing_behind(prepared, tmp_path, monkeypatch):
     import spectrotune.prepare.driver as pipeline
 
@@ -214,6 +224,7 @@ def test_interrupted_run_leaves_nothing_behind(prepared, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_cli_summary_and_strict(prepared, tmp_path, capsys):
     corpus, _, _, _ = prepared
     lists = corpus.parent / "lists"
@@ -238,6 +249,7 @@ def test_bad_config_value_exits_2_with_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "audio.sample_rate='fast'" in err and "--set" in err
 
 
+@pytest.mark.integration
 def test_inspect_renders_examples_and_exports_noisy_audio_at_target_snr(prepared, tmp_path):
     from spectrotune.prepare.inspect import inspect_dataset
     from spectrotune.audio.noise import measured_snr_db
@@ -270,13 +282,14 @@ def spotify_corpus(tmp_path_factory):
     return base
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["by_song", "folders"])
 def test_spotify_images_flow_through_the_same_schema(spotify_corpus, tmp_path, ray_session, kind):
     config = load_config("spotify", overrides=[f"split.kind={kind}", "split.fractions={train: 0.5, valid: 0.25, test: 0.25}"])
     result = prepare(spotify_corpus, tmp_path / "out", config=config, progress=False)
     m = result.manifest
-    assert m["source"]["kind"] == "spotify" and m["noise"].startswith("not applied")
-    assert m["labels"] == ["blues", "classical", "country"]
+    assert m.source.kind == "spotify" and m.noise.startswith("not applied")
+    assert list(m.labels) == ["blues", "classical", "country"]
     table = pq.read_table(tmp_path / "out" / "data")
     assert set(table.column("variant").to_pylist()) == {"clean"}
     mel = D.mel_array(table)
