@@ -238,9 +238,12 @@ class _Audio(SourceKind):
         copies += noisy_copies(segs, wanted, seed=config.seed, track_id=item.track_id, background=background)
         t2 = time.perf_counter()
         timer("noise", t2 - t1)
-        # One log-mel call for every variant: the windows are independent, so stacking changes no value.
-        mel = LogMel.from_config(config.features, sample_rate=config.audio.sample_rate)(
-            np.concatenate([c.audio for c in copies], axis=0))
+        # One log-mel call per variant, as predict and the robustness rebuild make them. log_mel works on chunks
+        # of several short windows (<= 128 frames), and a window's float32 result can differ in the last bit with
+        # the windows chunked alongside it: stacked variants put a track's last clean window beside its first
+        # noisy one whenever its window count was odd, so predict could not recompute that clean row exactly.
+        log_mel = LogMel.from_config(config.features, sample_rate=config.audio.sample_rate)
+        mels = [log_mel(c.audio) for c in copies]
         t3 = time.perf_counter()
         timer("log_mel", t3 - t2)
         feats = None
@@ -248,7 +251,7 @@ class _Audio(SourceKind):
             feats = handcrafted_features(segs, sr=config.audio.sample_rate)
         timer("features", time.perf_counter() - t3)
         return TrackWindows(segments=list(range(n)),
-                            variants=[(c.name, mel[i * n:(i + 1) * n], c.snr_db) for i, c in enumerate(copies)],
+                            variants=[(c.name, mel, c.snr_db) for c, mel in zip(copies, mels, strict=True)],
                             features=feats, padded=bool(padded), silent_segments=silent)
 
     def model_input(self, path: str | os.PathLike[str], recipe: InputRecipe) -> tuple[np.ndarray, bool, float]:

@@ -75,7 +75,7 @@ def test_rows_are_the_shared_audio_chain_bit_for_bit(batch):
     mel = D.mel_array(table)
     windowing = Windowing.from_config(config.audio, split="train")
     log_mel = LogMel.from_config(config.features, sample_rate=config.audio.sample_rate)
-    for item in batch["items"][:1]:
+    for item in batch["items"][:2]:  # jazz: one padded window, so its clean and noisy rows are one each
         segs, _ = cut_windows(item.path, windowing)
         (noisy,) = noisy_copies(segs, [("white", 10.0)], seed=config.seed, track_id=item.track_id)
         for variant, audio in ((D.CLEAN, segs), (noisy.name, noisy.audio)):
