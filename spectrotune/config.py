@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -233,6 +233,11 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Training on Ray Train: optimisation, augmentation, scaling, checkpoints and fault tolerance."""
+
+    #: Keys older resolved configs still hold (as null); see typed_config.build.
+    RETIRED: ClassVar[dict[str, str]] = {
+        "fault_kill_epoch": "it was a test hook; tests now set SPECTROTUNE_TEST_KILL_EPOCH instead",
+    }
 
     epochs: int = 20
     batch_size: int = 64

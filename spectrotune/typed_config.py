@@ -152,6 +152,7 @@ def build(cls: type, data: Any, *, origin: str | Origin, prefix: str = "") -> An
         raise ConfigError(f"{origin.of(prefix)}: {prefix or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    data = _without_retired(cls, data, origin=origin, prefix=prefix)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
@@ -166,6 +167,20 @@ def build(cls: type, data: Any, *, origin: str | Origin, prefix: str = "") -> An
         return cls(**kwargs)
     except ConfigError as e:
         raise ConfigError(f"{origin.within(prefix)}: {e}") from e
+
+
+def _without_retired(cls: type, data: Mapping[str, Any], *, origin: Origin, prefix: str) -> Mapping[str, Any]:
+    """``data`` less the keys ``cls.RETIRED`` names (a ClassVar ``{key: why}``) when they hold null.
+
+    Every resolved config saved before a key was retired (next to a dataset, a bundle, a sweep) still spells it out
+    with its null default, so those files keep loading; a retired key set to a value is refused, saying why.
+    """
+    retired = getattr(cls, "RETIRED", {})
+    for name in sorted(set(data) & set(retired)):
+        if data[name] is not None:
+            key = f"{prefix}.{name}" if prefix else name
+            raise ConfigError(f"{origin.of(key)}: {key} was removed: {retired[name]}")
+    return {k: v for k, v in data.items() if k not in retired}
 
 
 def _coerce(tp: Any, value: Any, *, key: str, origin: Origin, meta: Mapping[str, Any]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 import subprocess
 import sys
 
@@ -127,3 +128,14 @@ def test_switching_model_names_every_parameter_it_does_not_take_and_how_to_unset
     assert config.model.name == "seed_cnn" and config.model.params() == {}
     assert load_config("demo", overrides=["model.name=crnn", "model.hidden=32"]).model.params() == {
         "width": 16, "depth": 4, "hidden": 32}
+
+
+def test_configs_saved_before_the_fault_hook_was_retired_still_load(tmp_path):
+    """Resolved configs written by 325b798 (next to its dataset and bundle) hold train.fault_kill_epoch: null."""
+    stored = Path(__file__).parent / "data" / "main-325b798"
+    for saved in (stored / "dataset" / "config.yaml", stored / "bundle" / "config.yaml"):
+        assert "fault_kill_epoch: null" in saved.read_text()
+        config = load_config(saved)
+        assert not hasattr(config.train, "fault_kill_epoch")
+    with pytest.raises(ConfigError, match=r"train.fault_kill_epoch was removed: .*SPECTROTUNE_TEST_KILL_EPOCH"):
+        load_config("demo", overrides=["train.fault_kill_epoch=2"])
