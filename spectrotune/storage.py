@@ -17,6 +17,8 @@ Object stores have no rename, so the two ways an output is published differ:
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import shutil
@@ -184,6 +186,25 @@ def write_bytes(path: PathLike, payload: bytes) -> None:
 
 def write_text(path: PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` in plain JSON types: mappings with str keys, tuples as lists, numpy scalars and arrays as Python
+    numbers and lists, NaN and infinities as null (JSON has none). The one cleaner every JSON output goes through."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # numpy scalar or array, without importing it
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: PathLike, value: Any) -> None:
+    """:func:`jsonable` ``value`` as indented JSON at ``path`` (local: aside, then renamed; see :func:`write_bytes`)."""
+    write_text(path, json.dumps(jsonable(value), indent=2) + "\n")
 
 
 def list_files(path: PathLike) -> list[str]:

@@ -32,7 +32,6 @@ This module never imports ``ray``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -168,7 +167,7 @@ def fit_baseline(tracks: pd.DataFrame, name: str, *, seed: int = 0) -> tuple[Any
     pipeline, params, valid_accuracy = best
     predicted = pipeline.predict(x_test)
     result = {
-        "params": {key: _plain(value) for key, value in params.items()},
+        "params": storage.jsonable(params),
         "valid_accuracy": valid_accuracy,
         "test_accuracy": float(accuracy_score(y_test, predicted)),
         "test_macro_f1": macro_f1(y_test, predicted),
@@ -254,11 +253,6 @@ def _split_arrays(tracks: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
     return data
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-friendly Python scalar (numpy scalars -> int/float)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 # --------------------------------------------------------------------------------------------------------
 # Report
 
@@ -276,9 +270,8 @@ def write_baseline_report(
     (Path, Path)
         The paths of ``baselines.json`` and ``baselines.md`` (strings for a URI).
     """
-    plain = {name: {key: _plain(value) for key, value in result.items()} for name, result in results.items()}
     json_path = storage.join(out_dir, "baselines.json")
     md_path = storage.join(out_dir, "baselines.md")
     storage.write_text(md_path, baselines_markdown(results))
-    storage.write_text(json_path, json.dumps(plain, indent=2, sort_keys=False) + "\n")
+    storage.write_json(json_path, results)
     return json_path, md_path

@@ -36,11 +36,13 @@ def headline(report: Mapping[str, Any]) -> str:
     return line + ("\n" + "; ".join(extra) if extra else "")
 
 
+def number(value: Any) -> str:
+    """A score in a Markdown cell: three decimals, an em dash for a missing value."""
+    return "—" if value is None else f"{float(value):.3f}"
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: headline numbers, per-class table, robustness table, baselines next to the CNN, plots."""
-    def f3(x: Any) -> str:
-        return "—" if x is None else f"{float(x):.3f}"
-
     files = report.get("files") or {}
     model = (report.get("bundle") or {}).get("model") or {}
     lines = [
@@ -48,14 +50,14 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         (f"Bundle `{report['bundle']['path']}` ({model.get('name', '?')}) on dataset `{report['data']['path']}`, "
          f"test split: {report['n_test_tracks']} tracks, {report['n_test_segments']} segments."), "",
         "| metric | value |", "|---|---:|",
-        f"| clip accuracy | {f3(report['clip_accuracy'])} |",
-        f"| segment accuracy | {f3(report['segment_accuracy'])} |",
-        f"| macro F1 (clip) | {f3(report['macro_f1'])} |", "",
+        f"| clip accuracy | {number(report['clip_accuracy'])} |",
+        f"| segment accuracy | {number(report['segment_accuracy'])} |",
+        f"| macro F1 (clip) | {number(report['macro_f1'])} |", "",
         "## Per class (clip level)", "",
         "| genre | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|",
     ]
     for genre, m in report["per_class"].items():
-        lines.append(f"| {genre} | {f3(m['precision'])} | {f3(m['recall'])} | {f3(m['f1'])} | {m['support']} |")
+        lines.append(f"| {genre} | {number(m['precision'])} | {number(m['recall'])} | {number(m['f1'])} | {m['support']} |")
     lines += ["", f"![confusion matrix]({files.get('confusion_matrix', CONFUSION_PNG)})", ""]
 
     lines += ["## Robustness to noise", ""]
@@ -64,10 +66,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"Not measured: {rob.get('reason')}.")
     else:
         lines += ["| variant | clip accuracy | segment accuracy | tracks | from |", "|---|---:|---:|---:|---|",
-                  (f"| clean | {f3(rob['clean_clip_accuracy'])} | {f3(rob['clean_segment_accuracy'])} | "
+                  (f"| clean | {number(rob['clean_clip_accuracy'])} | {number(rob['clean_segment_accuracy'])} | "
                    f"{report['n_test_tracks']} | dataset |")]
         for r in rob["results"]:
-            lines.append(f"| {r['variant']} | {f3(r['clip_accuracy'])} | {f3(r['segment_accuracy'])} | "
+            lines.append(f"| {r['variant']} | {number(r['clip_accuracy'])} | {number(r['segment_accuracy'])} | "
                          f"{r['n_tracks']} | {r['source']} |")
         if rob.get("reason_missing_variants"):
             lines += ["", f"Some variants could not be rebuilt: {rob['reason_missing_variants']}."]
@@ -78,11 +80,11 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     lines += ["## Baselines (handcrafted features, clip level)", ""]
     base = report["baselines"]
     lines += ["| model | test accuracy | test macro F1 |", "|---|---:|---:|",
-              (f"| **CNN ({model.get('name', 'bundle')})** | **{f3(report['clip_accuracy'])}** | "
-               f"**{f3(report['macro_f1'])}** |")]
+              (f"| **CNN ({model.get('name', 'bundle')})** | **{number(report['clip_accuracy'])}** | "
+               f"**{number(report['macro_f1'])}** |")]
     if base.get("available"):
         for name, r in base["results"].items():
-            lines.append(f"| {name} | {f3(r['test_accuracy'])} | {f3(r['test_macro_f1'])} |")
+            lines.append(f"| {name} | {number(r['test_accuracy'])} | {number(r['test_macro_f1'])} |")
     else:
         lines += ["", f"Baselines not run: {base.get('reason')}."]
     lines.append("")
@@ -107,10 +109,6 @@ def baselines_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     Accuracies and macro-F1 are per track, printed with three decimals; a missing validation score is
     printed as an em dash.
     """
-
-    def number(value: Any) -> str:
-        return "—" if value is None else f"{float(value):.3f}"
-
     lines = [
         "| model | hyperparameters | valid accuracy | test accuracy | test macro-F1 | train tracks | test tracks |",
         "|---|---|---:|---:|---:|---:|---:|",
