@@ -1,4 +1,5 @@
-"""A sweep outside Ray: deterministic names, K-fold dealing by track, and concurrency capped to the cluster."""
+"""A sweep outside Ray: deterministic names, and concurrency capped to the cluster (the K-fold dealing is tested
+with sources.splits, where it lives)."""
 
 from __future__ import annotations
 
