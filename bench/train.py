@@ -111,7 +111,7 @@ def plain_loop(data: Path, *, config: Config, device: torch.device) -> dict[str,
     t_start = time.perf_counter()
     tc = config.train
     manifest = D.read_manifest(data)
-    labels = manifest["labels"]
+    labels = list(manifest.labels)
     train_table = D.read_split(data, "train", columns=[D.MEL, D.LABEL])
     valid_table = D.read_split(data, "valid", columns=[D.MEL, D.LABEL, D.TRACK_ID])
     # copies: arrays viewing Arrow memory are read-only, which torch.from_numpy warns about

@@ -193,13 +193,6 @@ class BundleMeta:
         """Write ``directory/bundle.json``."""
         storage.write_text(storage.join(directory, META), self.to_json())
 
-    # TRANSITION: read like the dict it used to be, until every reader uses attributes.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
 
 @dataclass
 class Bundle:

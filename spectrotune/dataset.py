@@ -249,13 +249,6 @@ class DatasetManifest:
         path = storage.join(directory, MANIFEST)
         return cls.from_dict(_manifest_json(directory), origin=str(path))
 
-    # TRANSITION: read like the dict it used to be, until every reader uses attributes.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
 
 def read_manifest(directory: str | Path) -> DatasetManifest:
     """The typed ``manifest.json`` of a prepared dataset (a local folder or a URI).

@@ -79,8 +79,8 @@ def main(work: Path) -> dict:
                    for a in actors().values() if a.get("ActorClassName") == "RayTrainWorker"]
         return {
             "nodes": nodes,
-            "prepare_nodes": prepared.manifest["timings"]["nodes"],
-            "prepare_rows": prepared.manifest["counts"]["rows_per_split"],
+            "prepare_nodes": prepared.manifest.timings.nodes,
+            "prepare_rows": prepared.manifest.counts.rows_per_split,
             "train_workers": workers,
             "history": trained.history,
             "bundle": str(trained.bundle),

@@ -193,13 +193,13 @@ def test_pipeline_writes_dataset_checkpoints_bundle_and_report_to_s3(on_s3, s3_e
     base, out, log, _ = on_s3
     data = storage.join(out, "dataset")
     manifest = D.read_manifest(data)
-    assert manifest["labels"] == sorted(p.name for p in (base / "corpus" / "genres_original").iterdir())
+    assert list(manifest.labels) == sorted(p.name for p in (base / "corpus" / "genres_original").iterdir())
     # the shards read back with plain pyarrow, straight from the bucket, and match the manifest's counts
     table = pq.read_table(f"{data}/data", columns=["split", "variant"])
     counts = {s: 0 for s in ("train", "valid", "test")}
     for split in table.column("split").to_pylist():
         counts[split] += 1
-    assert counts == manifest["counts"]["rows_per_split"] and counts["train"] > 0
+    assert counts == manifest.counts.rows_per_split and counts["train"] > 0
     assert set(table.column("variant").to_pylist()) == {"clean", "white@10dB"}
     assert D.read_errors(data).num_rows == 0
     files = storage.list_files(out)
@@ -266,7 +266,7 @@ def test_sweep_with_sources_and_outputs_on_s3(on_s3, s3):
             files)
         summary = json.loads(storage.read_text(f"{sweep}/sweep.json"))
         assert summary["best"]["audio"]["bundle"] == f"{sweep}/best/audio/bundle"
-        assert load_bundle(summary["best"]["audio"]["bundle"]).labels == D.read_manifest(f"{out}/dataset")["labels"]
+        assert load_bundle(summary["best"]["audio"]["bundle"]).labels == list(D.read_manifest(f"{out}/dataset").labels)
         # the same name again is refused, pointing at --resume (the state is found on the bucket)
         with pytest.raises(OutputExistsError, match="--resume s3sweep"):
             from spectrotune.config import load_config

@@ -26,6 +26,7 @@ No ``ray``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from spectrotune.evaluation.report import report_markdown
 from spectrotune.schema import CONFUSION_PNG, LEARNING_CURVES_PNG, REPORT_JSON, REPORT_MD, ROBUSTNESS_PNG
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.config import EvaluateConfig
+from spectrotune.dataset import DatasetManifest
 from spectrotune.errors import DatasetError
 from spectrotune.evaluation.robustness import check_compatible, measure_robustness
 
@@ -130,7 +132,7 @@ def evaluate(
 
 
 def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir: Path | str,
-                  manifest: Mapping[str, Any], scores: Mapping[str, Any], per_class: Mapping[str, Any], cm: Any,
+                  manifest: DatasetManifest, scores: Mapping[str, Any], per_class: Mapping[str, Any], cm: Any,
                   robustness: dict[str, Any], baselines: dict[str, Any], macro_f1: float,
                   t0: float) -> dict[str, Any]:
     """Plots, ``report.json`` and ``report.md`` into the local folder ``out``; returns the report."""
@@ -138,15 +140,15 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"confusion_matrix": CONFUSION_PNG}
     save_figure(plot_confusion(cm, labels), out / CONFUSION_PNG)
-    history = list((bundle.meta.get("metrics") or {}).get("history") or [])
+    meta = bundle.meta
+    history = meta.history
     if history:
-        save_figure(plot_learning_curves(bundle.meta["metrics"]), out / LEARNING_CURVES_PNG)
+        save_figure(plot_learning_curves(meta.metrics), out / LEARNING_CURVES_PNG)
         files["learning_curves"] = LEARNING_CURVES_PNG
     if robustness.get("available"):
         save_figure(plot_robustness(robustness), out / ROBUSTNESS_PNG)
         files["robustness"] = ROBUSTNESS_PNG
 
-    metrics = bundle.meta.get("metrics") or {}
     report = {
         "segment_accuracy": scores["segment_accuracy"],
         "clip_accuracy": scores["clip_accuracy"],
@@ -158,12 +160,11 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
         "n_test_segments": scores["n_segments"],
         "robustness": robustness,
         "baselines": baselines,
-        "learning_curves": {"epochs": len(history), "best_epoch": metrics.get("best_epoch")},
-        "bundle": {"path": str(bundle_dir), "model": bundle.meta.get("model"),
-                   "config_hash": bundle.meta.get("config_hash"), "best_epoch": metrics.get("best_epoch"),
-                   "best": metrics.get("best"), "input_shape": list(bundle.input_shape)},
-        "data": {"path": str(data_dir), "config_hash": manifest.get("config_hash"), "source": manifest.get("source"),
-                 "split": manifest.get("split")},
+        "learning_curves": {"epochs": len(history), "best_epoch": meta.best_epoch},
+        "bundle": {"path": str(bundle_dir), "model": dataclasses.asdict(meta.model), "config_hash": meta.config_hash,
+                   "best_epoch": meta.best_epoch, "best": meta.best, "input_shape": list(bundle.input_shape)},
+        "data": {"path": str(data_dir), "config_hash": manifest.config_hash,
+                 "source": dataclasses.asdict(manifest.source), "split": manifest.split},
         "files": files,
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -176,7 +177,7 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
 # Baselines
 
 
-def _baselines(data_dir: Path, manifest: Mapping[str, Any], *, enabled: bool, log: Callable[[str], None]) -> dict:
+def _baselines(data_dir: Path, manifest: DatasetManifest, *, enabled: bool, log: Callable[[str], None]) -> dict:
     if not enabled:
         return {"available": False, "reason": "disabled (evaluate.baselines: false)"}
     from spectrotune.evaluation.baseline_data import load_dataset_features
@@ -184,7 +185,7 @@ def _baselines(data_dir: Path, manifest: Mapping[str, Any], *, enabled: bool, lo
 
     try:
         tracks = load_dataset_features(data_dir)
-        results = run_baselines(tracks, seed=int((manifest.get("config") or {}).get("seed", 0)))
+        results = run_baselines(tracks, seed=manifest.seed)
     except DatasetError as e:
         log(f"baselines skipped: {e}")
         return {"available": False, "reason": str(e)}

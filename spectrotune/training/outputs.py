@@ -17,6 +17,7 @@ never imports ``ray``; the bundle format is :mod:`spectrotune.bundle`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ import torch
 
 from spectrotune import storage
 from spectrotune.config import Config, save_config
+from spectrotune.dataset import DatasetManifest
 from spectrotune.schema import BUNDLE_DIR, BUNDLE_META, CURVES_PNG, HISTORY, SCORE, TRAIN_LOG
 from spectrotune.training.checkpoint import pick_best, read_checkpoint, run_history
 from spectrotune.training.metrics import epoch_line
@@ -106,14 +108,13 @@ def export_run(
                         norm_std=plan.norm_std)
     model.load_state_dict(weights)
     model.eval()
-    prep = plan.manifest.get("config", {})
     bundle = storage.join(out, BUNDLE_DIR)
     summary = (f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
                f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
     log_text = train_log(driver_log, history, epochs=config.train.epochs, summary=summary)
     with storage.local_output(out, last=[f"{BUNDLE_DIR}/{BUNDLE_META}"]) as local:
         _write_outputs(local, plan=plan, config=config, model=model, params=params, labels=labels,
-                       best_epoch=best_epoch, best=best, history=history, prep=prep, log_text=log_text)
+                       best_epoch=best_epoch, best=best, history=history, log_text=log_text)
     log(summary)
     return TrainResult(bundle=bundle, run_dir=run_dir if run_dir is not None else str(result.path),
                        metrics=dict(best), history=history)
@@ -144,18 +145,16 @@ def train_log(driver_log: Sequence[str], history: Sequence[Mapping[str, Any]], *
     return "\n".join(lines) + "\n"
 
 
-def _audio_params(prepare_config: Mapping[str, Any]) -> dict[str, Any]:
+def _audio_params(manifest: DatasetManifest) -> dict[str, Any]:
     """The prepare config's audio section plus ``test_hop_seconds``: how predict segments new audio."""
-    audio = dict(prepare_config.get("audio", {}))
-    hops = audio.get("hop_seconds") or {}
-    hop = hops.get("test") if isinstance(hops, Mapping) else hops
-    audio["test_hop_seconds"] = float(hop) if hop is not None else float(audio.get("segment_seconds", 3.0))
+    audio = dataclasses.asdict(manifest.audio_config)
+    audio["test_hop_seconds"] = float(manifest.audio_config.hop_for("test"))
     return audio
 
 
 def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.Module, params: Mapping[str, Any],
                    labels: list[str], best_epoch: int, best: Mapping[str, Any], history: list[dict[str, Any]],
-                   prep: Mapping[str, Any], log_text: str) -> None:
+                   log_text: str) -> None:
     from spectrotune.bundle import save_bundle
     from spectrotune.evaluation.plots import plot_learning_curves, save_figure
 
@@ -164,8 +163,9 @@ def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.
     out.mkdir(parents=True, exist_ok=True)
     save_bundle(
         out / BUNDLE_DIR, model=model, model_name=name, model_params=params, labels=labels,
-        input_shape=(n_mels, n_frames), source_kind=plan.manifest.get("source", {}).get("kind", "audio"),
-        audio=_audio_params(prep), features=dict(prep.get("features", {})), norm_mean=plan.norm_mean,
+        input_shape=(n_mels, n_frames), source_kind=plan.manifest.source.kind,
+        audio=_audio_params(plan.manifest), features=dataclasses.asdict(plan.manifest.feature_config),
+        norm_mean=plan.norm_mean,
         norm_std=plan.norm_std, metrics={"best_epoch": best_epoch, "best": best, "history": history},
         config=config.to_dict(), config_hash=config.hash(),
     )  # fmt: skip

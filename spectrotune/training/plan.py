@@ -25,7 +25,7 @@ import pyarrow.dataset as pads
 
 from spectrotune import storage
 from spectrotune.config import Config
-from spectrotune.dataset import read_manifest, shards_dir
+from spectrotune.dataset import DatasetManifest, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, MEL, TRACK_ID, VARIANT
 from spectrotune.training.checkpoint import model_spec
@@ -83,7 +83,7 @@ class RunPlan:
         The prepared dataset.
     config : Config
         The run's config.
-    manifest : dict
+    manifest : DatasetManifest
         The dataset's manifest.
     labels : tuple of str
         Genre names; ``n_classes = len(labels)`` comes from the manifest, never from the config.
@@ -101,7 +101,7 @@ class RunPlan:
 
     data: Path
     config: Config
-    manifest: dict[str, Any]
+    manifest: DatasetManifest
     labels: tuple[str, ...]
     input_shape: tuple[int, int]
     train_rows: RowSelection
@@ -143,11 +143,11 @@ def plan_run(
     data = storage.norm(data)
     manifest = read_manifest(data)
     tc = config.train
-    labels = tuple(manifest["labels"])
-    n_mels, n_frames = (int(s) for s in manifest["mel"]["shape"])
+    labels = manifest.labels
+    n_mels, n_frames = manifest.input_shape
     variants = tuple(tc.variants)
     if variants:
-        known = set(manifest.get("variants", variants))
+        known = set(manifest.variants)
         unknown = [v for v in variants if v not in known]
         if unknown:
             raise ConfigError(f"train.variants: {unknown} not in the dataset (it has {sorted(known)})")
@@ -175,12 +175,12 @@ def plan_run(
                    norm_mean=norm_mean, norm_std=norm_std, spec=spec)
 
 
-def dataset_id(manifest: Mapping[str, Any]) -> str:
+def dataset_id(manifest: DatasetManifest) -> str:
     """A short fingerprint of one prepared dataset: its whole manifest (config, counts, creation time), hashed.
 
     Preparing again, even with the same config and source, gives a new id: the audio may have changed.
     """
-    text = json.dumps(manifest, sort_keys=True, default=str)
+    text = json.dumps(manifest.to_dict(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
@@ -195,16 +195,14 @@ def run_name(config: Config, data_id: str) -> str:
     return "train-" + hashlib.sha256(f"{config.hash()}:{data_id}".encode()).hexdigest()[:12]
 
 
-def valid_variants(manifest: Mapping[str, Any], train_variants: tuple[str, ...]) -> tuple[str, ...]:
+def valid_variants(manifest: DatasetManifest, train_variants: tuple[str, ...]) -> tuple[str, ...]:
     """The variants validation scores: the clean rows, as the test report's headline does.
 
     Noisy valid rows (``noise.splits`` including valid) would mix two questions into the number that picks the best
     epoch. Without clean valid rows (``noise.keep_clean: false``) the ``train.variants`` filter applies (empty:
     every variant).
     """
-    per_genre = (manifest.get("counts", {}).get("per_split_genre_variant", {}).get("valid") or {}).values()
-    present = {variant for variants in per_genre for variant in variants}
-    return (CLEAN,) if CLEAN in present else train_variants
+    return (CLEAN,) if CLEAN in manifest.counts.variants_in("valid") else train_variants
 
 
 def _split_dir(data: Path | str, split: str) -> Path | str:

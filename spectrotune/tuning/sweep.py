@@ -218,9 +218,8 @@ def check_sources(sources: Mapping[str, str], names: Sequence[str], log: Callabl
     for name in names:
         path = sources[name]
         manifest = read_manifest(path)
-        shape = manifest.get("mel", {}).get("shape")
-        log(f"source {name}: {path} ({len(manifest['labels'])} genres, input {shape}, "
-            f"{manifest.get('source', {}).get('kind', 'audio')})")
+        log(f"source {name}: {path} ({len(manifest.labels)} genres, input {list(manifest.input_shape)}, "
+            f"{manifest.source.kind})")
         resolved[name] = str(storage.norm(path))
     return resolved
 

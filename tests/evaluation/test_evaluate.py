@@ -22,7 +22,8 @@ from spectrotune.config import EvaluateConfig, load_config
 from spectrotune.errors import DatasetError
 from spectrotune.evaluation.evaluate import evaluate
 from spectrotune.evaluation.report import headline
-from spectrotune.models.networks import build_model, model_params
+from spectrotune.models.networks import build_model
+from spectrotune.models.params import model_params
 from spectrotune.prepare.driver import prepare
 from spectrotune.sources.synth.corpus import generate_corpus
 
@@ -49,7 +50,7 @@ def _train_bundle(data: Path, out: Path, *, labels: list[str] | None = None) -> 
     mean, std = x.mean(dim=(0, 2)), x.std(dim=(0, 2)) + 1e-3
     params = model_params("cnn", {"width": 8, "depth": 2})
     torch.manual_seed(0)
-    model = build_model("cnn", n_classes=len(manifest["labels"]), n_mels=x.shape[1], params=params,
+    model = build_model("cnn", n_classes=len(manifest.labels), n_mels=x.shape[1], params=params,
                         norm_mean=mean, norm_std=std)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     history = []
@@ -69,7 +70,7 @@ def _train_bundle(data: Path, out: Path, *, labels: list[str] | None = None) -> 
     best = max(history, key=lambda h: h["valid_accuracy"])
     cfg = config.to_dict()
     return save_bundle(out, model=model.eval(), model_name="cnn", model_params=params,
-                       labels=labels or manifest["labels"], input_shape=tuple(manifest["mel"]["shape"]),
+                       labels=labels or list(manifest.labels), input_shape=manifest.input_shape,
                        source_kind="audio", audio=cfg["audio"], features=cfg["features"], norm_mean=mean.numpy(),
                        norm_std=std.numpy(), metrics={"best_epoch": best["epoch"], "best": best, "history": history},
                        config=cfg, config_hash=config.hash())
@@ -101,9 +102,9 @@ def test_report_has_documented_keys_and_types(setup):
     for key in ("segment_accuracy", "clip_accuracy", "macro_f1"):
         assert isinstance(report[key], float) and 0.0 <= report[key] <= 1.0, (key, report[key])
     manifest = D.read_manifest(setup["base"] / "data_variants")
-    assert report["labels"] == manifest["labels"]
-    assert report["n_test_tracks"] == manifest["counts"]["tracks_per_split"]["test"]
-    assert report["n_test_segments"] == manifest["counts"]["rows_per_split"]["test"] // (1 + len(KINDS) * len(SNRS))
+    assert report["labels"] == list(manifest.labels)
+    assert report["n_test_tracks"] == manifest.counts.tracks_per_split["test"]
+    assert report["n_test_segments"] == manifest.counts.rows_per_split["test"] // (1 + len(KINDS) * len(SNRS))
     assert report["bundle"]["path"] == str(setup["bundle"]) and report["data"]["path"].endswith("data_variants")
 
 

@@ -95,18 +95,18 @@ def test_bundle_holds_the_best_checkpoint_and_predicts_like_it(trained, prepared
     _, result = trained
     bundle = load_bundle(result.bundle)
     manifest = D.read_manifest(prepared)
-    assert bundle.labels == manifest["labels"] and bundle.input_shape == tuple(manifest["mel"]["shape"])
+    assert bundle.labels == list(manifest.labels) and bundle.input_shape == manifest.input_shape
     meta = bundle.meta
-    assert meta["metrics"]["best_epoch"] == result.metrics["epoch"]
-    assert meta["package_version"] == spectrotune.__version__
-    assert meta["config_hash"] == _config("train.epochs=3", "train.run_name=e2e").hash()
-    assert [h["epoch"] for h in meta["metrics"]["history"]] == [1, 2, 3]
-    assert meta["audio"]["test_hop_seconds"] == meta["audio"]["segment_seconds"]  # test split: no overlap
-    assert meta["features"]["n_mels"] == 32
+    assert meta.best_epoch == result.metrics["epoch"]
+    assert meta.package_version == spectrotune.__version__
+    assert meta.config_hash == _config("train.epochs=3", "train.run_name=e2e").hash()
+    assert [h["epoch"] for h in meta.history] == [1, 2, 3]
+    assert meta.audio["test_hop_seconds"] == meta.audio["segment_seconds"]  # test split: no overlap
+    assert meta.features["n_mels"] == 32
     # the model the run checkpointed at its best epoch, rebuilt in memory, predicts exactly like the bundle
     best_dir = result.run_dir / f"checkpoint_epoch_{result.metrics['epoch']:04d}"
     n_mels = bundle.input_shape[0]
-    model = build_model("cnn", n_classes=len(bundle.labels), n_mels=n_mels, params=meta["model"]["params"],
+    model = build_model("cnn", n_classes=len(bundle.labels), n_mels=n_mels, params=meta.model.params,
                         norm_mean=torch.zeros(n_mels), norm_std=torch.ones(n_mels))
     model.load_state_dict(load_file(str(best_dir / "model.safetensors")))
     model.eval()
@@ -116,7 +116,7 @@ def test_bundle_holds_the_best_checkpoint_and_predicts_like_it(trained, prepared
     np.testing.assert_allclose(bundle.predict_proba(mel), expected, rtol=0, atol=1e-6)
     # normalisation statistics are the train split's, per mel bin
     train_mel = D.mel_array(D.read_split(prepared, "train")).astype(np.float64)
-    np.testing.assert_allclose(meta["normalization"]["mean"], train_mel.mean(axis=(0, 2)), atol=1e-4)
+    np.testing.assert_allclose(meta.normalization.mean, train_mel.mean(axis=(0, 2)), atol=1e-4)
 
 
 def test_rerun_with_the_same_run_name_continues(trained, prepared, tmp_path):
@@ -188,7 +188,7 @@ def test_validation_uses_clean_rows_even_when_the_valid_split_has_noisy_ones(tmp
                                             "train.variants=[pink@5dB]"])
     prepare(tmp_path / "corpus", tmp_path / "data", config=config, progress=False)
     plan = plan_run(tmp_path / "data", config=config)
-    counts = D.read_manifest(tmp_path / "data")["counts"]["per_split_genre_variant"]
+    counts = D.read_manifest(tmp_path / "data").counts.per_split_genre_variant
     assert plan.valid_rows.variants == ("clean",) and plan.train_rows.variants == ("pink@5dB",)
     assert plan.n_valid == sum(genre["clean"] for genre in counts["valid"].values())
     assert plan.n_train == sum(genre["pink@5dB"] for genre in counts["train"].values())

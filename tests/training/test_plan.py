@@ -52,8 +52,8 @@ def _other_preparation(prepared, tmp_path):
 def test_plan_of_a_stored_dataset_selects_its_splits_and_normalises_over_train(prepared):
     plan = plan_run(prepared, config=_config())
     manifest = D.read_manifest(prepared)
-    counts = manifest["counts"]["per_split_genre_variant"]
-    assert plan.labels == tuple(manifest["labels"]) and plan.input_shape == tuple(manifest["mel"]["shape"])
+    counts = manifest.counts.per_split_genre_variant
+    assert plan.labels == tuple(manifest.labels) and plan.input_shape == manifest.input_shape
     assert plan.valid_rows.variants == (CLEAN,) and plan.train_rows.variants == ()
     assert plan.n_train == sum(sum(genre.values()) for genre in counts["train"].values())
     assert plan.n_valid == sum(genre[CLEAN] for genre in counts["valid"].values())
