@@ -27,10 +27,10 @@ MODULES = sorted(_dotted(p) for p in PACKAGE.rglob("*.py") if _dotted(p))
 # Ray. The CLI and the flows reach Ray only through them (and import them inside the functions that need them).
 RAY_MODULES = {
     "runtime", "prepare.driver", "predict.batch", "training.trainer", "training.driver", "training.loop",
-    "tuning.schedulers", "tuning.trial", "tuning.sweep", "tuning.cv", "evaluation.embeddings",
+    "tuning.schedulers", "tuning.trial", "tuning.sweep", "tuning.cv",
 }
 # Ray Tune modules that subclass Ray classes at import; every other module, Ray rooms included, imports Ray lazily.
-IMPORTS_RAY_AT_LOAD = {m for m in RAY_MODULES if m.startswith("tuning.") and m != "tuning.space"}
+IMPORTS_RAY_AT_LOAD = {"tuning.schedulers", "tuning.trial"}
 PURE = [m for m in MODULES if m not in RAY_MODULES]
 
 
