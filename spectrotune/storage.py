@@ -190,7 +190,8 @@ def write_text(path: PathLike, text: str) -> None:
 
 def jsonable(value: Any) -> Any:
     """``value`` in plain JSON types: mappings with str keys, tuples as lists, numpy scalars and arrays as Python
-    numbers and lists, NaN and infinities as null (JSON has none). The one cleaner every JSON output goes through."""
+    numbers and lists, NaN and infinities as null (JSON has none), paths and other objects as strings. The one cleaner
+    every JSON output goes through."""
     if isinstance(value, dict) or hasattr(value, "items"):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -199,7 +200,9 @@ def jsonable(value: Any) -> Any:
         return jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)  # paths, and like json's default=str
 
 
 def write_json(path: PathLike, value: Any) -> None:

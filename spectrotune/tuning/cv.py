@@ -17,7 +17,6 @@ folds are saved with it, so a resumed run keeps them. Imports Ray lazily.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -189,8 +188,8 @@ def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: 
                      concurrency=concurrency, asha=False, max_epochs=config.train.epochs, progress=progress)
     rows = collect_rows(grid, spec, [], asha=False)
     report = {s: _source_report(rows, s, assignment[s], data=sources[s], seed=config.seed, log=log) for s in names}
-    storage.write_text(out / CV_JSON, json.dumps({"name": name, "path": path, "k": folds, "held_out": "test split",
-                                                  "sources": report}, indent=2))
+    storage.write_json(out / CV_JSON, {"name": name, "path": path, "k": folds, "held_out": "test split",
+                                       "sources": report})
     storage.write_text(out / CV_MD, _cv_markdown(name, folds, report))
     for s, r in report.items():
         for model, m in r["summary"].items():
