@@ -35,7 +35,6 @@ Imports Ray lazily (inside the functions that start or drive it), so a bad confi
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -340,7 +339,7 @@ def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | No
     results.plot_trial_curves(rows, out / results.TRIAL_CURVES_PNG)
     results.plot_accuracy_vs_params(rows, dims, out / results.ACCURACY_VS_PARAMS_PNG)
     summary = results.sweep_summary(rows, best, name=name, path=path, seconds=time.perf_counter() - t0)
-    storage.write_text(out / SWEEP_JSON, json.dumps(summary, indent=2, default=str))
+    storage.write_json(out / SWEEP_JSON, summary)
     for source, b in best.items():
         log(f"best on {source}: trial {b['trial_id']} valid clip accuracy {b[SCORE]:.3f}, test clip accuracy "
             f"{b['test_clip_accuracy']:.3f}; bundle {b['bundle']}")
@@ -381,6 +380,6 @@ def _export_best(rows: Sequence[Mapping[str, Any]], spec: SweepSpec, names: Sequ
                   SCORE: row[SCORE], "best_epoch": row["best_epoch"], "test_clip_accuracy": report["clip_accuracy"],
                   "bundle": str(storage.join(published, results.BEST_DIR, source, BUNDLE_DIR)),
                   "report": str(storage.join(published, results.BEST_DIR, source, results.REPORT_DIR))}
-        storage.write_text(final / results.TRIAL_JSON, json.dumps(record, indent=2, default=str))
+        storage.write_json(final / results.TRIAL_JSON, record)
         best[source] = record
     return best
