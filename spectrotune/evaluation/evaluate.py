@@ -27,13 +27,11 @@ No ``ray``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from spectrotune import dataset as D
 from spectrotune import storage
@@ -168,7 +166,7 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
         "files": files,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    storage.write_text(out / REPORT_JSON, json.dumps(_jsonable(report), indent=2))
+    storage.write_json(out / REPORT_JSON, report)
     storage.write_text(out / REPORT_MD, report_markdown(report))
     return report
 
@@ -195,17 +193,5 @@ def _baselines(data_dir: Path, manifest: DatasetManifest, *, enabled: bool, log:
             "valid_accuracy": r.get("valid_accuracy"), "params": r.get("params"), "n_test": r.get("n_test")}
         for m, r in results.items()}}
 
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types; NaN becomes null (JSON has no NaN)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
