@@ -192,6 +192,3 @@ def _baselines(data_dir: Path, manifest: DatasetManifest, *, enabled: bool, log:
         m: {"test_accuracy": r["test_accuracy"], "test_macro_f1": r["test_macro_f1"],
             "valid_accuracy": r.get("valid_accuracy"), "params": r.get("params"), "n_test": r.get("n_test")}
         for m, r in results.items()}}
-
-
-
