@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from spectrotune.errors import BundleError, ConfigError
 from spectrotune.schema import BUNDLE_META, BUNDLE_WEIGHTS, CONFIG
 from spectrotune.sources.kinds import LogMel, SourceKind, Windowing, source_kind
 from spectrotune.storage import replace_dir
+from spectrotune.typed_config import JsonRecord
 
 #: The format of ``bundle.json``; a change to its keys or their meaning is a new format.
 FORMAT = "spectrotune-bundle/1"
@@ -90,7 +91,7 @@ class Normalization:
 
 
 @dataclass(frozen=True)
-class BundleMeta:
+class BundleMeta(JsonRecord):
     """``bundle.json``: the fields are the file's keys, in its order.
 
     ``audio`` and ``features`` are the training config's sections as saved (``audio`` also holds
@@ -98,6 +99,12 @@ class BundleMeta:
     ``history`` when written by ``spectrotune train``; read them through :attr:`history` and :attr:`best_epoch`.
     ``config`` is the resolved training config as a plain mapping.
     """
+
+    FILE: ClassVar[str] = META
+    FORMAT: ClassVar[str] = FORMAT
+    KIND: ClassVar[str] = "bundle"
+    WHAT: ClassVar[str] = "bundle metadata"
+    ERROR: ClassVar[type[Exception]] = BundleError
 
     format: str
     package_version: str
@@ -152,30 +159,6 @@ class BundleMeta:
         n_mels, n_frames = self.input_shape
         return InputRecipe(source_kind(self.source_kind), windowing, log_mel, (int(n_mels), int(n_frames)))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The metadata as plain JSON types (tuples as lists), in the file's key order."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def to_json(self) -> str:
-        """The text of ``bundle.json``."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, origin: str = META) -> BundleMeta:
-        """Check and type a loaded ``bundle.json``; :class:`~spectrotune.errors.BundleError` names what is wrong."""
-        from spectrotune.config import build
-
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else None
-            raise BundleError(f"{origin}: unsupported bundle format {found!r} (expected {FORMAT})")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
-        if missing:
-            raise BundleError(f"{origin}: unreadable bundle metadata: missing {', '.join(missing)}")
-        try:
-            return build(cls, data, origin=origin)
-        except ConfigError as e:
-            raise BundleError(f"unreadable bundle metadata: {e}") from e
-
     @classmethod
     def read(cls, directory: str | Path) -> BundleMeta:
         """:func:`read_meta`."""
@@ -189,9 +172,6 @@ class BundleMeta:
             raise BundleError(f"{path}: unreadable bundle metadata: {e}") from e
         return cls.from_dict(data, origin=str(path))
 
-    def write(self, directory: str | Path) -> None:
-        """Write ``directory/bundle.json``."""
-        storage.write_text(storage.join(directory, META), self.to_json())
 
 
 @dataclass

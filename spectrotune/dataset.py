@@ -27,12 +27,11 @@ Reading with plain pyarrow::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +39,8 @@ import pyarrow.dataset as pads
 
 from spectrotune import storage
 from spectrotune.config import AudioConfig, FeatureConfig, NoiseConfig
-from spectrotune.errors import ConfigError, DatasetError
+from spectrotune.errors import DatasetError
+from spectrotune.typed_config import JsonRecord
 
 from spectrotune.schema import (  # noqa: F401  (the dataset's column and file names, read as D.TRACK_ID etc.)
     CLEAN, ERRORS, FEATURES, GENRE, LABEL, MANIFEST, MEL, N_FEATURES, SEGMENT, SHARDS, SNR_DB, SPLIT, SPLITS, TRACK_ID,
@@ -156,7 +156,7 @@ class Timings:
 
 
 @dataclass(frozen=True)
-class DatasetManifest:
+class DatasetManifest(JsonRecord):
     """``manifest.json`` of a prepared dataset, written by :func:`spectrotune.prepare.driver.prepare` and read by
     everything after it (:func:`read_manifest`). The fields are the file's keys, in its order; ``format`` is
     :data:`FORMAT` (a manifest of another format is refused).
@@ -165,6 +165,12 @@ class DatasetManifest:
     loading); its sections that describe the rows are read typed through :attr:`seed`, :attr:`audio_config`,
     :attr:`feature_config` and :attr:`noise_config`.
     """
+
+    FILE: ClassVar[str] = MANIFEST
+    FORMAT: ClassVar[str] = FORMAT
+    KIND: ClassVar[str] = "dataset"
+    WHAT: ClassVar[str] = "manifest"
+    ERROR: ClassVar[type[Exception]] = DatasetError
 
     format: str
     created_unix: float
@@ -213,35 +219,6 @@ class DatasetManifest:
         from spectrotune.config import build
 
         return build(cls, self.config.get(name), origin=f"{MANIFEST} config", prefix=name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as plain JSON types (tuples as lists), in the file's key order."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def to_json(self) -> str:
-        """The text of ``manifest.json``."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, origin: str = MANIFEST) -> DatasetManifest:
-        """Check and type a loaded ``manifest.json``; :class:`~spectrotune.errors.DatasetError` names what is wrong."""
-        from spectrotune.config import build
-
-        if not isinstance(data, dict):
-            raise DatasetError(f"{origin}: unreadable manifest: not a JSON object")
-        if data.get("format") != FORMAT:
-            raise DatasetError(f"{origin}: unsupported dataset format {data.get('format')!r} (expected {FORMAT})")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
-        if missing:
-            raise DatasetError(f"{origin}: unreadable manifest: missing {', '.join(missing)}")
-        try:
-            return build(cls, data, origin=origin)
-        except ConfigError as e:
-            raise DatasetError(f"unreadable manifest: {e}") from e
-
-    def write(self, directory: str | Path) -> None:
-        """Write ``directory/manifest.json`` (a local folder or a URI)."""
-        storage.write_text(storage.join(directory, MANIFEST), self.to_json())
 
     @classmethod
     def read(cls, directory: str | Path) -> DatasetManifest:

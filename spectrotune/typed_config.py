@@ -15,11 +15,12 @@ file. :func:`to_plain` goes the other way: a dataclass tree to the nested dict o
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import yaml
 
@@ -240,3 +241,49 @@ def _coerce(tp: Any, value: Any, *, key: str, origin: Origin, meta: Mapping[str,
             raise bad(f"one of {', '.join(allowed)}")
         return value
     raise bad(str(tp))  # pragma: no cover - every field type above is handled
+
+
+class JsonRecord:
+    """Base of the typed records one JSON file holds (the dataset manifest, the bundle metadata): the dataclass
+    fields are the file's keys, in its order, and the same class writes and reads the file.
+
+    Subclasses (frozen dataclasses) set ``FILE`` (file name), ``FORMAT`` (the ``format`` key's value, refused when
+    it differs), ``KIND`` and ``WHAT`` (words for messages, e.g. ``"dataset"`` / ``"manifest"``) and ``ERROR`` (the
+    :mod:`spectrotune.errors` class raised for a file that does not fit).
+    """
+
+    FILE: ClassVar[str]
+    FORMAT: ClassVar[str]
+    KIND: ClassVar[str]
+    WHAT: ClassVar[str]
+    ERROR: ClassVar[type[Exception]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types (tuples as lists), in the file's key order."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """The text of the file."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, origin: str | None = None) -> Any:
+        """Check and type a loaded file; ``ERROR`` names the file and what is wrong with it."""
+        origin = origin or cls.FILE
+        if not isinstance(data, dict):
+            raise cls.ERROR(f"{origin}: unreadable {cls.WHAT}: not a JSON object")
+        if data.get("format") != cls.FORMAT:
+            raise cls.ERROR(f"{origin}: unsupported {cls.KIND} format {data.get('format')!r} (expected {cls.FORMAT})")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise cls.ERROR(f"{origin}: unreadable {cls.WHAT}: missing {', '.join(missing)}")
+        try:
+            return build(cls, data, origin=origin)
+        except ConfigError as e:
+            raise cls.ERROR(f"unreadable {cls.WHAT}: {e}") from e
+
+    def write(self, directory: str | Path) -> None:
+        """Write ``directory/FILE`` (a local folder or a URI; local files are written aside, then renamed)."""
+        from spectrotune import storage
+
+        storage.write_text(storage.join(directory, self.FILE), self.to_json())
