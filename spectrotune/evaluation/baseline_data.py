@@ -12,9 +12,7 @@ scored 91 % on randomly split 3-s segments and 68.5 % when split by track). No `
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +25,6 @@ from spectrotune.schema import (
     FEATURES,
     GENRE,
     LABEL,
-    MANIFEST,
     SEGMENT,
     SPLIT,
     TRACK_ID,
@@ -160,8 +157,11 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
     import pyarrow.compute as pc
 
     root = storage.norm(data_dir)
-    labels = _manifest_labels(root)
-    from spectrotune.dataset import open_dataset
+    if not storage.is_dir(root):
+        raise DatasetError(f"dataset directory {root} does not exist")
+    from spectrotune.dataset import open_dataset, read_manifest
+
+    labels = list(read_manifest(root).labels)
 
     dataset = open_dataset(root)
     names = set(dataset.schema.names)
@@ -220,18 +220,3 @@ def load_dataset_features(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return tracks
 
 
-def _manifest_labels(root: Path | str) -> list[str]:
-    """The ``labels`` list of ``root/manifest.json``."""
-    if not storage.is_dir(root):
-        raise DatasetError(f"dataset directory {root} does not exist")
-    manifest_path = storage.join(root, MANIFEST)
-    try:
-        manifest = json.loads(storage.read_text(manifest_path))
-    except FileNotFoundError as e:
-        raise DatasetError(f"{manifest_path} is missing: {root} is not a finished prepared dataset") from e
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read {manifest_path}: {e}") from e
-    labels = manifest.get("labels") if isinstance(manifest, dict) else None
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise DatasetError(f"{manifest_path}: key 'labels' must be a non-empty list of genre names, got {labels!r}")
-    return labels
