@@ -77,14 +77,7 @@ def clip_accuracy(probs: np.ndarray, labels: np.ndarray, track_ids: Sequence[str
 def accuracies(proba: np.ndarray, track_ids: Sequence[str], labels: np.ndarray) -> dict[str, Any]:
     """Segment and clip accuracy of segment probabilities, with the clip-level truth and predictions.
 
-    Parameters
-    ----------
-    proba : np.ndarray, float [n_segments, n_classes]
-        Segment probabilities.
-    track_ids : sequence of str, length n_segments
-        Track of each segment.
-    labels : np.ndarray, int [n_segments]
-        True label of each segment (constant within a track).
+    ``proba`` [n_segments, n_classes], ``track_ids`` and ``labels`` [n_segments] are as in :func:`clip_scores`.
 
     Returns
     -------
