@@ -18,8 +18,8 @@ from spectrotune import storage
 from spectrotune.errors import ConfigError
 from spectrotune.sources.kinds import SourceKind, source_kind
 
-__all__ = ["OUTPUT_SUFFIXES", "ROW_COLUMNS", "TIMELINE_COLUMNS", "check_output", "expand_paths", "timeline_path",
-           "write_table"]
+__all__ = ["OUTPUT_SUFFIXES", "ROW_COLUMNS", "TIMELINE_COLUMNS", "check_output", "expand_paths", "rows_frame",
+           "timeline_path", "write_table"]
 
 #: Output formats :func:`spectrotune.predict.driver.predict` writes, by file suffix.
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -80,9 +80,9 @@ def timeline_path(output: str | Path) -> Path | str:
     return f"{root}.timeline{suffix}" if storage.is_uri(output) else Path(f"{root}.timeline{suffix}")
 
 
-def write_table(rows: list[dict[str, Any]], path: Path | str, *, top_k: int,
-                timeline: bool = False) -> Path | str:
-    """Write rows with pandas (CSV or Parquet by suffix) to a local file (aside, then renamed) or a URI."""
+def rows_frame(rows: list[dict[str, Any]], *, top_k: int, timeline: bool = False) -> Any:
+    """The rows as a pandas DataFrame with the output columns in order (what :func:`write_table` writes, and
+    ``spectrotune predict --format csv`` prints)."""
     import pandas as pd
 
     if timeline:
@@ -95,6 +95,13 @@ def write_table(rows: list[dict[str, Any]], path: Path | str, *, top_k: int,
         for i in range(1, top_k + 1):
             frame[f"p{i}"] = frame[f"p{i}"].astype("float64")
             frame[f"top{i}"] = frame[f"top{i}"].astype("string")
+    return frame
+
+
+def write_table(rows: list[dict[str, Any]], path: Path | str, *, top_k: int,
+                timeline: bool = False) -> Path | str:
+    """Write rows with pandas (CSV or Parquet by suffix) to a local file (aside, then renamed) or a URI."""
+    frame = rows_frame(rows, top_k=top_k, timeline=timeline)
     buffer = io.BytesIO()
     if os.fspath(path).lower().endswith(".csv"):
         frame.to_csv(buffer, index=False)
