@@ -1,8 +1,9 @@
 """The one exception hierarchy of spectrotune.
 
 Every error a user can cause (bad config, unreadable input, missing dataset) derives from
-:class:`SpectrotuneError`. The command line catches it, prints one line and exits with code 2;
-anything else is a bug and keeps its traceback. Raise with the bad value in the message and chain
+:class:`SpectrotuneError`. The command line catches it, prints one line and exits with code 2 (1 for
+:class:`InputsFailedError`); anything else is a runtime failure, one line and code 3 (``--verbose``: the traceback;
+see :mod:`spectrotune.console`). Raise with the bad value in the message and chain
 the underlying error with ``raise ... from e``.
 """
 
@@ -33,6 +34,13 @@ class DatasetError(SpectrotuneError):
     """A prepared dataset (Parquet shards + manifest) is missing, incomplete or inconsistent."""
 
 
+class InputsFailedError(SpectrotuneError):
+    """Inputs could not be used: some with ``--strict``, or every one of them (exit code 1, not 2).
+
+    Raised after the run finished with the inputs that could be used; the output it wrote names each failure
+    with its reason (``errors.parquet``, predict's rows)."""
+
+
 class OutputExistsError(SpectrotuneError):
     """An output path exists and ``--overwrite`` was not given."""
 
@@ -43,3 +51,8 @@ class BundleError(SpectrotuneError):
 
 class StorageError(SpectrotuneError):
     """A local path or storage URI (``s3://``, ``gs://``) cannot be opened, read or written; names it and why."""
+
+
+class TrackingError(SpectrotuneError):
+    """Experiment tracking cannot be used: MLflow missing, a tracking server unreachable or a bad URI (an error
+    only with ``--strict-tracking`` / ``tracking.strict``; otherwise one warning and the run goes on untracked)."""

@@ -7,13 +7,17 @@ Layout of ``out``: ``dataset/`` (prepared shards), ``run/`` (checkpoints, curves
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spectrotune import storage
 from spectrotune.config import Config, load_config
-from spectrotune.errors import OutputExistsError
+from spectrotune.errors import InputsFailedError, OutputExistsError
+from spectrotune.schema import ERRORS
+
+logger = logging.getLogger(__name__)
 
 
 # Class overlap of the demo corpus: high enough that the CNN is clearly imperfect, low enough to beat chance widely.
@@ -29,7 +33,7 @@ def run_pipeline(
     config: Config,
     overwrite: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
     steps: tuple[str, str, str] = ("[1/3]", "[2/3]", "[3/3]"),
 ) -> dict:
     """Prepare ``source`` into ``out/dataset``, train into ``out/run``, evaluate into ``out/run/report``.
@@ -49,6 +53,9 @@ def run_pipeline(
     log(f"{steps[0]} preparing {source} with Ray Data")
     prepared = prepare(source, dataset, config=config, overwrite=overwrite, progress=progress, log=log)
     log(prepared.summary())
+    if prepared.all_failed:
+        raise InputsFailedError(f"every input of {source} failed, nothing to train on; see "
+                                f"{storage.join(prepared.out, ERRORS)}")
     if overwrite and storage.exists(run):
         # Starting over: the old run's checkpoints, bundle and report belong to the data just replaced.
         storage.delete(run)
@@ -71,7 +78,7 @@ def run_demo(
     overrides: Sequence[str] = (),
     overwrite: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict:
     """``spectrotune demo``: the whole flow offline on the synthetic corpus, with the shipped ``demo`` config.
 

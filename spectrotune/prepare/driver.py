@@ -15,6 +15,7 @@ Runs on a local Ray by default, or on the cluster named by ``RAY_ADDRESS``.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import sys
 import time
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import spectrotune
-from spectrotune import runtime, storage
+from spectrotune import console, runtime, storage
 from spectrotune.audio import io as audio
 from spectrotune.audio import handcrafted
 from spectrotune.config import SPLITS, Config, save_config
@@ -36,11 +37,13 @@ from spectrotune.dataset import (
     CLEAN, ERRORS, ERRORS_SCHEMA, FORMAT, MANIFEST, Counts, DatasetManifest, ErrorSummary, FeaturesInfo, MelInfo,
     SourceInfo, Timings,
 )
-from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
+from spectrotune.errors import ConfigError, InputsFailedError, OutputExistsError
 from spectrotune.sources.kinds import SourceKind, source_kind
 from spectrotune.sources.listing import SourceItem, list_source
 from spectrotune.sources.splits import assign_splits
 from spectrotune.prepare.task import BatchResult, merge_results, process_batch
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class PrepareResult:
     @property
     def n_failed(self) -> int:
         return self.manifest.errors.count
+
+    @property
+    def all_failed(self) -> bool:
+        """Inputs failed and not one track was prepared (the command line exits 1)."""
+        return bool(self.n_failed) and self.manifest.counts.tracks == 0
 
     def summary(self) -> str:
         m = self.manifest
@@ -72,7 +80,7 @@ def prepare(
     config: Config,
     overwrite: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> PrepareResult:
     """Prepare ``source`` into a Parquet dataset at ``out`` (see :mod:`spectrotune.dataset` for the layout).
 
@@ -80,7 +88,7 @@ def prepare(
     ------
     OutputExistsError
         ``out`` exists and ``overwrite`` is false.
-    SpectrotuneError
+    InputsFailedError
         ``config.prepare.strict`` is set and any input failed (the dataset is still written).
     """
     t_start = time.perf_counter()
@@ -109,6 +117,7 @@ def prepare(
 
     tmp = storage.staging_sibling(out)
     storage.makedirs(tmp)
+    log(f"processing {len(items)} {kind.noun} files in Ray Data tasks")
     try:
         results = _run_tasks(items, splits=splits, labels=labels, config=config, kind=kind, tmp=tmp,
                              background=background, progress=progress)
@@ -131,7 +140,7 @@ def prepare(
         raise
     result = PrepareResult(out=out, manifest=manifest)
     if config.prepare.strict and result.n_failed:
-        raise SpectrotuneError(f"--strict: {result.n_failed} input(s) failed; see {storage.join(out, ERRORS)}")
+        raise InputsFailedError(f"--strict: {result.n_failed} input(s) failed; see {storage.join(out, ERRORS)}")
     return result
 
 
@@ -160,7 +169,8 @@ def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[
 
     runtime.init_ray()
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
+    # Ray Data's own bars (tqdm_ray) drew nothing on a terminal here; the files-done bar below is drawn instead.
+    ctx.enable_progress_bars = False
     ctx.verbose_stats_logs = False
     # At least ~4 tasks per CPU so a small corpus still keeps every core busy; never more files than configured.
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / config.prepare.num_cpus))
@@ -170,7 +180,7 @@ def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[
         return []
     split_ref = ray.put(dict(splits))
     background_ref = ray.put(background) if background is not None else None
-    tasks = [{"shard": f"part-{i:05d}", "items": json.dumps([asdict(x) for x in batch])}
+    tasks = [{"shard": f"part-{i:05d}", "items": json.dumps([asdict(x) for x in batch]), "n_files": len(batch)}
              for i, batch in enumerate(batches)]
 
     def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -187,11 +197,16 @@ def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[
                                   out_dir=tmp, shard_name=str(shard), background=bg)
                 r.node_id = node_id
                 reports.append(json.dumps(asdict(r)))
-        return {"report": np.array(reports, dtype=object)}
+        return {"report": np.array(reports, dtype=object), "n_files": np.asarray(batch["n_files"])}
 
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
     ds = ds.map_batches(run, batch_size=1, num_cpus=config.prepare.num_cpus, zero_copy_batch=True)
-    return [BatchResult(**json.loads(row["report"])) for row in ds.iter_rows()]
+    results = []
+    with console.Progress("prepare", len(items), unit=f"{kind.noun} files", enabled=progress) as bar:
+        for row in ds.iter_rows():  # as each task finishes
+            results.append(BatchResult(**json.loads(row["report"])))
+            bar.advance(int(row["n_files"]))
+    return results
 
 
 def _versions() -> dict[str, str]:

@@ -27,6 +27,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import logging
 import os
 import re
 import sys
@@ -41,6 +42,8 @@ from pathlib import Path
 from spectrotune import __version__, storage
 from spectrotune.errors import ConfigError, InputError
 from spectrotune.sources.archive import remove_stale_extractions, safe_extract
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "DatasetSource", "fetch", "marker_path"]
 
@@ -110,7 +113,7 @@ def fetch(
     timeout: float = 60.0,
     chunk_size: int = 1 << 20,
     keep_archive: bool = False,
-    log: Callable[[str], object] = print,
+    log: Callable[[str], object] = logger.info,
 ) -> Path:
     """Download, verify and unpack a dataset into ``dest``; do nothing if it was fetched there before.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from spectrotune.schema import BUNDLE_DIR, BUNDLE_META, CURVES_PNG, HISTORY, SCO
 from spectrotune.training.checkpoint import pick_best, read_checkpoint, run_history
 from spectrotune.training.metrics import epoch_line
 from spectrotune.training.plan import RunPlan
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["TrainResult", "export_run", "recording", "train_log"]
 
@@ -66,7 +69,7 @@ def export_run(
     out: str | Path,
     *,
     run_dir: Path | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
     t_start: float | None = None,
     driver_log: Sequence[str] = (),
 ) -> TrainResult:

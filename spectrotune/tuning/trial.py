@@ -21,6 +21,7 @@ Imports Ray at module level: the janitor subclasses a Ray Tune callback.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ from ray.tune import Callback
 
 from spectrotune import storage
 from spectrotune.tuning.plan import SweepSpec
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PlacementGroupJanitor", "run_trial", "trial_dirname"]
 
@@ -139,6 +142,6 @@ class PlacementGroupJanitor(Callback):
             return removed
         except Exception as e:  # noqa: BLE001 - internal API changed: stop trying, say so once
             self._disabled = True
-            print(f"spectrotune tune: cannot clean up placement groups of stopped trials ({e!r}); "
-                  "start Ray with the dashboard so Ray Train does it", flush=True)
+            logger.warning(f"tune: cannot clean up placement groups of stopped trials ({e!r}); "
+                           "start Ray with the dashboard so Ray Train does it")
             return 0
