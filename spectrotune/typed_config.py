@@ -247,13 +247,15 @@ class JsonRecord:
     """Base of the typed records one JSON file holds (the dataset manifest, the bundle metadata): the dataclass
     fields are the file's keys, in its order, and the same class writes and reads the file.
 
-    Subclasses (frozen dataclasses) set ``FILE`` (file name), ``FORMAT`` (the ``format`` key's value, refused when
-    it differs), ``KIND`` and ``WHAT`` (words for messages, e.g. ``"dataset"`` / ``"manifest"``) and ``ERROR`` (the
-    :mod:`spectrotune.errors` class raised for a file that does not fit).
+    Subclasses (frozen dataclasses) set ``FILE`` (file name), ``FORMAT`` (the ``format`` key's value written;
+    other values are refused unless listed in ``READS``, the older formats still read), ``KIND`` and ``WHAT`` (words
+    for messages, e.g. ``"dataset"`` / ``"manifest"``) and ``ERROR`` (the :mod:`spectrotune.errors` class raised for
+    a file that does not fit).
     """
 
     FILE: ClassVar[str]
     FORMAT: ClassVar[str]
+    READS: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str]
     WHAT: ClassVar[str]
     ERROR: ClassVar[type[Exception]]
@@ -272,8 +274,9 @@ class JsonRecord:
         origin = origin or cls.FILE
         if not isinstance(data, dict):
             raise cls.ERROR(f"{origin}: unreadable {cls.WHAT}: not a JSON object")
-        if data.get("format") != cls.FORMAT:
-            raise cls.ERROR(f"{origin}: unsupported {cls.KIND} format {data.get('format')!r} (expected {cls.FORMAT})")
+        if data.get("format") != cls.FORMAT and data.get("format") not in cls.READS:
+            expected = " or ".join((cls.FORMAT, *cls.READS))
+            raise cls.ERROR(f"{origin}: unsupported {cls.KIND} format {data.get('format')!r} (expected {expected})")
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
         if missing:
             raise cls.ERROR(f"{origin}: unreadable {cls.WHAT}: missing {', '.join(missing)}")

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from spectrotune import storage
 from spectrotune.config import Config
 from spectrotune.dataset import (
-    CLEAN, FEATURES, GENRE, LABEL, MEL, N_FEATURES, SEGMENT, SHARDS, SNR_DB, TRACK_ID, VARIANT, segment_schema,
+    CLEAN, FEATURES, GENRE, LABEL, MEL, SEGMENT, SHARDS, SNR_DB, TRACK_ID, VARIANT, mel_column, segment_schema,
+    shard_file,
 )
 from spectrotune.errors import InputError
 from spectrotune.sources.kinds import SourceKind, TrackWindows
@@ -78,17 +79,17 @@ class _Columns:
         mel = np.concatenate(self.mel, axis=0).astype(np.float32, copy=False)
         feats = pa.array(
             [None if f is None else np.asarray(f, dtype=np.float32) for f in self.features],
-            type=pa.list_(pa.float32(), N_FEATURES),
+            type=pa.list_(pa.float32()),
         )
         return pa.table(
             {
                 TRACK_ID: pa.array(self.track_id, pa.string()),
                 GENRE: pa.array(self.genre, pa.string()),
-                LABEL: pa.array(self.label, pa.int32()),
+                LABEL: pa.array(self.label, pa.int64()),
                 SEGMENT: pa.array(self.segment, pa.int32()),
                 VARIANT: pa.array(self.variant, pa.string()),
                 SNR_DB: pa.array(self.snr_db, pa.float32()),
-                MEL: pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(mel)),
+                MEL: mel_column(mel),
                 FEATURES: feats,
             },
             schema=schema,
@@ -117,7 +118,8 @@ def process_batch(
     kind : SourceKind
         What the files are (:data:`spectrotune.sources.kinds.AUDIO` or ``SPOTIFY``): it turns each into rows.
     out_dir : path
-        Dataset root being written; shards go to ``out_dir/data/split=<split>/<shard_name>.parquet``.
+        Dataset root being written; shards go to ``out_dir/data/split=<split>/<split>-<shard_name>.parquet``
+        (:func:`~spectrotune.dataset.shard_file`).
     background : ndarray, optional
         Decoded background-noise recording (float32, at the configured rate) for variants of kind ``file``.
     """
@@ -139,12 +141,12 @@ def process_batch(
                   label=labels[item.genre])
         tracks.setdefault(split, set()).add(item.track_id)
     n_mels, n_frames = kind.mel_shape(config)
-    schema = segment_schema(n_mels=n_mels, n_frames=n_frames)
+    schema = segment_schema(n_mels=n_mels, n_frames=n_frames, labels=sorted(labels, key=labels.__getitem__))
     start = time.perf_counter()
     for split, cols in columns.items():
         if not cols.mel:
             continue
-        rel = f"{SHARDS}/split={split}/{shard_name}.parquet"
+        rel = shard_file(split, shard_name)
         storage.makedirs(storage.join(out_dir, SHARDS, f"split={split}"))
         fs, path = storage.filesystem(storage.join(out_dir, rel))
         compression = None if config.prepare.compression == "none" else config.prepare.compression

@@ -25,7 +25,7 @@ import pyarrow.dataset as pads
 
 from spectrotune import storage
 from spectrotune.config import Config
-from spectrotune.dataset import DatasetManifest, read_manifest, shards_dir
+from spectrotune.dataset import DatasetManifest, mel_array, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, MEL, TRACK_ID, VARIANT
 from spectrotune.training.checkpoint import model_spec
@@ -216,7 +216,7 @@ def _scan_rows(rows: RowSelection, *, n_mels: int) -> tuple[np.ndarray, np.ndarr
     def mels():
         for batch in dataset.to_batches(columns=[MEL], filter=rows.arrow_filter(), batch_size=256):
             if batch.num_rows:
-                yield batch.column(MEL).to_numpy_ndarray()
+                yield mel_array(batch)
 
     return norm_stats(mels(), n_mels=n_mels)
 

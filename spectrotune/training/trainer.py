@@ -14,16 +14,20 @@ folder), exactly as after a worker failure (``FailureConfig``). The train split 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spectrotune.dataset import with_tensor_mel
 from spectrotune.errors import SpectrotuneError
 from spectrotune.schema import LABEL, MEL, TRACK_ID, VARIANT
 from spectrotune.training.checkpoint import keep_best
 from spectrotune.training.loop import fault_epoch_from_env, train_fn_per_worker
 from spectrotune.training.plan import RowSelection, RunPlan
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LOCAL_READ_BYTES", "MATERIALIZE_FRACTION", "make_trainer", "ray_dataset", "resolve_use_gpu",
            "should_materialize", "training_error"]
@@ -41,7 +45,7 @@ def make_trainer(
     progress: bool = False,
     resources_per_worker: Mapping[str, float] | None = None,
     use_gpu: bool | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> Any:
     """The ``TorchTrainer`` of one run (Ray must be initialised): workers run ``train_fn_per_worker``.
 
@@ -88,7 +92,8 @@ def make_trainer(
         elif nbytes <= LOCAL_READ_BYTES:
             # Tiny splits (tests, the demo, cross-validation folds): read them here with pyarrow and hand Ray Data
             # one in-memory block each; a Ray Data read costs seconds of task start-up per split on a small machine.
-            datasets = {name: ray.data.from_arrow(rows[name].arrow_table(columns[name])) for name in rows}
+            datasets = {name: ray.data.from_arrow(with_tensor_mel(rows[name].arrow_table(columns[name])))
+                        for name in rows}
         else:
             # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
             # with its own tasks, seconds of overhead per epoch on a small machine).
@@ -115,7 +120,8 @@ def make_trainer(
 
 
 def ray_dataset(rows: RowSelection, columns: list[str]) -> Any:
-    """A Ray Dataset of ``columns`` of the selected rows (filters run in Ray Data, before the selection)."""
+    """A Ray Dataset of ``columns`` of the selected rows (filters run in Ray Data, before the selection), ``mel`` as
+    a tensor column (:func:`~spectrotune.dataset.with_tensor_mel`: batches hold one array, in either format)."""
     import ray
     from ray.data.expressions import col
 
@@ -126,7 +132,7 @@ def ray_dataset(rows: RowSelection, columns: list[str]) -> Any:
         ds = ds.select_columns(list(dict.fromkeys([*columns, *(key for key, _ in filters)])))
         for key, values in filters:
             ds = ds.filter(expr=col(key).is_in(values))
-    return ds.select_columns(columns)
+    return ds.select_columns(columns).map_batches(with_tensor_mel, batch_format="pyarrow")
 
 
 def resolve_use_gpu(value: str, cluster_gpus: float) -> bool:

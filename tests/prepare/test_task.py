@@ -48,14 +48,15 @@ def batch(tmp_path_factory):
 
 
 def _shard(out: Path):
-    return pq.read_table(out / D.SHARDS / "split=train" / "part-00000.parquet")
+    return pq.read_table(out / D.SHARDS / "split=train" / "train-part-00000.parquet")
 
 
 def test_one_shard_per_split_with_the_dataset_schema(batch):
     result = batch["result"]
-    assert result.files == ["data/split=train/part-00000.parquet"]
+    assert result.files == ["data/split=train/train-part-00000.parquet"]
     table = _shard(batch["root"] / "out")
-    assert table.schema == D.segment_schema(n_mels=16, n_frames=AUDIO.mel_shape(batch["config"])[1])
+    schema = D.segment_schema(n_mels=16, n_frames=AUDIO.mel_shape(batch["config"])[1], labels=["blues", "jazz"])
+    assert table.schema == schema and table.schema.metadata == schema.metadata  # the datasets features too
     assert table.column(D.FEATURES).null_count == table.num_rows  # handcrafted features off
 
 
@@ -100,7 +101,7 @@ def test_images_give_one_clean_row_per_file(tmp_path):
     result = process_batch([item], splits={"song": "valid"}, labels={"pop": 0}, config=config, kind=SPOTIFY,
                            out_dir=tmp_path / "out", shard_name="part-00007")
     assert result.rows == {"valid|pop|clean": 1} and not result.errors
-    table = pq.read_table(tmp_path / "out" / D.SHARDS / "split=valid" / "part-00007.parquet")
+    table = pq.read_table(tmp_path / "out" / D.SHARDS / "split=valid" / "valid-part-00007.parquet")
     assert table.column(D.SEGMENT).to_pylist() == [3] and D.mel_array(table).shape == (1, 32, 40)
 
 
