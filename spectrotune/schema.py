@@ -35,6 +35,8 @@ BUNDLE_DIR = "bundle"  #: ``OUT/bundle`` of a train run
 HISTORY = "history.json"
 TRAIN_LOG = "train.log"
 CURVES_PNG = "curves.png"
+TENSORBOARD_DIR = "tb"  #: ``OUT/tb/<run or trial>/``: TensorBoard event files of a train run or sweep
+TRACKING_JSON = "tracking.json"  #: the MLflow run a train run, a trial or a bundle is logged to
 
 # --- files of an evaluation report -------------------------------------------------------------------------------
 REPORT_JSON = "report.json"
@@ -46,6 +48,12 @@ ROBUSTNESS_PNG = "robustness.png"
 # --- files of a sweep ----------------------------------------------------------------------------------------------
 RESULTS_CSV = "results.csv"
 SWEEP_JSON = "sweep.json"
+
+# --- files of the pretrained-model cache (``spectrotune fetch musicnn``; see spectrotune.models.pretrained) -------
+CACHE_ENV = "SPECTROTUNE_CACHE"  #: environment variable that moves the cache root (default ``~/.cache/spectrotune``)
+MUSICNN_CACHE = "musicnn"  #: the musicnn folder under the cache root: ``<MODEL>.safetensors`` + ``<MODEL>.json``
+MUSICNN_MARKER = "fetched.json"  #: written last by a finished fetch: the wheel's digest and every file's sha256
+MUSICNN_LICENSE = "LICENSE.md"  #: the musicnn wheel's licence text (ISC), copied beside the weights
 
 # --- metrics --------------------------------------------------------------------------------------------------------
 #: The number a run and a sweep maximise: validation accuracy with segment probabilities averaged per track.

@@ -29,6 +29,23 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def musicnn_cache(tmp_path_factory):
+    """The pretrained musicnn models, fetched once per session as a user does: ``spectrotune fetch musicnn --dest
+    ROOT/musicnn --keep-wheel`` (pip downloads the 29 MB wheel). Returns ROOT, a cache root to use as
+    ``SPECTROTUNE_CACHE``. Fails, naming pip's reason, when the package index cannot be reached: never skips."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("spectrotune-cache")
+    cmd = [sys.executable, "-m", "spectrotune", "fetch", "musicnn", "--dest", str(root / "musicnn"), "--keep-wheel"]
+    env = {k: v for k, v in os.environ.items() if k != "SPECTROTUNE_CACHE"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, env=env)
+    if done.returncode != 0:
+        pytest.fail(f"`{' '.join(cmd[1:])}` failed (exit {done.returncode}): {(done.stderr or done.stdout)[-2000:]}",
+                    pytrace=False)
+    return root
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test that starts Ray through the shared fixture must carry the ``integration`` marker, so that
     ``pytest -m "not integration"`` stays fast and Ray-free; a test that forgets it fails collection, naming it."""
