@@ -28,9 +28,12 @@ MODULES = sorted(_dotted(p) for p in PACKAGE.rglob("*.py") if _dotted(p))
 RAY_MODULES = {
     "runtime", "prepare.driver", "predict.batch", "training.trainer", "training.driver", "training.loop",
     "tuning.schedulers", "tuning.trial", "tuning.sweep", "tuning.cv",
+    "predict.tag_batch",
+    "tracking.callbacks",
+    "serving.app",
 }
 # Ray Tune modules that subclass Ray classes at import; every other module, Ray rooms included, imports Ray lazily.
-IMPORTS_RAY_AT_LOAD = {"tuning.schedulers", "tuning.trial"}
+IMPORTS_RAY_AT_LOAD = {"tuning.schedulers", "tuning.trial", "tracking.callbacks", "serving.app"}
 PURE = [m for m in MODULES if m not in RAY_MODULES]
 
 
