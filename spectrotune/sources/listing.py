@@ -4,7 +4,9 @@ Two kinds of source are understood:
 
 - **audio** folders laid out ``<genre>/<files>`` anywhere below the root: the Kaggle GTZAN layout
   (``Data/genres_original/<genre>/<genre>.000NN.wav``), the Marsyas one (``genres/<genre>/*.au``) and any folder of
-  wav/au/flac/ogg/aiff files. The genre is the parent folder's name, the track id the file stem.
+  audio files of :data:`~spectrotune.audio.io.AUDIO_EXTENSIONS` (wav, flac, mp3, ogg/opus, aiff, au, ..., and
+  m4a/aac/wma/... that need ffmpeg: those are listed too, and fail at decode with the fix when it is missing).
+  The genre is the parent folder's name, the track id the file stem.
 - **spotify** image trees ``{training,validation,testing}/<genre>/<song>_<clip>.jpg`` (the Kaggle "Spotify 3-second
   mel spectrograms" set, possibly under a ``dataset/`` folder). The song id is the stem before the last ``_``
   (:func:`~spectrotune.sources.spotify.song_and_clip`).
@@ -12,6 +14,9 @@ Two kinds of source are understood:
 The extensions, the Spotify folder names and the song-id rule are defined by the modules that own them
 (:mod:`spectrotune.audio.io`, :mod:`spectrotune.sources.spotify`) and used here. Listing never opens a file: a
 file that later fails to decode is recorded by the pipeline, not here. Extensions match case-insensitively.
+Nothing in a genre folder is left out silently: a file there that is not an input (``notes.txt``, ``cover.jpg``
+among audio) is one of :attr:`Listing.problems`, which prepare writes to ``errors.parquet``. Hidden files, the
+Kaggle download's non-audio folders and files outside genre folders (``features_30_sec.csv``) are not inputs.
 No ``ray``.
 """
 
@@ -98,12 +103,26 @@ def _walk(root: Path):
                 yield Path(dirpath) / name
 
 
+def _strays(paths: list[Path], wanted, *, outside: set[Path], what: str) -> list[tuple[str, str]]:
+    """``(path, reason)`` of each file in ``paths`` that ``wanted`` refuses but that sits in a genre folder (one
+    holding a wanted file, other than the folders in ``outside``)."""
+    genre_dirs = {p.parent for p in paths if wanted(p)} - outside
+    strays = []
+    for path in paths:
+        if path.parent in genre_dirs and not wanted(path):
+            ext = path.suffix.lower() or "no extension"
+            strays.append((str(path), f"not {what} spectrotune reads ({ext}); left out"))
+    return strays
+
+
 def _list_audio(root: Path) -> Listing:
     """The audio files of ``root``: genre = parent folder, track id = stem (a repeated stem is a problem)."""
     items: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
-    for path in _walk(root):
+    paths = list(_walk(root))
+    problems += _strays(paths, is_audio_file, outside={root}, what="an audio file")
+    for path in paths:
         if not is_audio_file(path):
             continue
         if path.parent == root:
@@ -136,7 +155,9 @@ def _list_spotify(root: Path, *, group_by_song: bool) -> Listing:
     items: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
     for folder, split in SPLIT_OF_FOLDER.items():
-        for path in _walk(base / folder):
+        paths = list(_walk(base / folder))
+        problems += _strays(paths, is_image_file, outside={base / folder}, what="an image")
+        for path in paths:
             if not is_image_file(path):
                 continue
             if path.parent == base / folder:
