@@ -1,7 +1,11 @@
-"""cluster.yaml: what the Ray cluster launcher requires, and that its Ray version is the one pyproject.toml pins.
+"""cluster.yaml: what the Ray cluster launcher requires, that its Ray version is the one pyproject.toml pins, and
+that its setup commands install the project without replacing (or needlessly downloading) torch.
 
 No cloud access: the file is parsed with yaml.safe_load and, when jsonschema and Ray are installed, validated
-against the launcher's own schema (ray/autoscaler/ray-schema.json, located without importing Ray).
+against the launcher's own schema (ray/autoscaler/ray-schema.json, located without importing Ray). The setup
+commands run through bash against stand-ins for ``pip`` (records its arguments; "installing" torch writes a
+stand-in torch package), ``python`` (this interpreter with ``-S``: only the stand-in torch, if any, is importable)
+and ``nvidia-smi`` (a GPU or none), for an image without torch, with or without a GPU, and an image with torch.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -112,9 +118,97 @@ def test_images_are_published_ones_and_gpu_workers_get_a_cuda_image(config):
     assert tag.endswith("-gpu") or re.search(r"-cu\d+$", tag), tag
 
 
+def torch_requirement() -> str:
+    """pyproject.toml's torch requirement, e.g. ``torch>=2.3``."""
+    found = re.findall(r"""["'](torch\s*[<>=!~][^"']*)["']""", PYPROJECT.read_text(encoding="utf-8"))
+    assert len(found) == 1, f"expected one torch requirement in pyproject.toml, found {found}"
+    return found[0]
+
+
 def test_project_is_mounted_and_installed(config):
     assert config["file_mounts"] == {"~/spectrotune": "."}
     assert any("pip install" in c and "-e ~/spectrotune" in c for c in config["setup_commands"])
+
+
+def test_torch_is_installed_with_pyprojects_spec_only(config):
+    commands = " ".join(config["setup_commands"])
+    specs = re.findall(r'pip install --quiet "(torch\b[^"]*)"', commands)
+    assert specs and set(specs) == {torch_requirement()}, specs
+
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+STAND_IN_PIP = r"""#!/bin/bash
+printf '%s\n' "$*" >> "$PIP_LOG"
+for arg in "$@"; do
+  case "$arg" in
+    torch|torch[\<\>=~!]*)
+      if [[ " $* " == *" CPU_INDEX "* ]]; then version=2.13.0+cpu; else version=2.13.0; fi
+      mkdir -p "$SITE/torch" && echo "__version__ = '$version'" > "$SITE/torch/__init__.py" ;;
+  esac
+done
+""".replace("CPU_INDEX", CPU_INDEX)
+
+
+def run_setup_commands(config, tmp_path, *, gpu: bool, image_torch: str | None) -> tuple[list[str], str]:
+    """Run cluster.yaml's setup_commands as the launcher does (bash, one by one, stopping at the first failure)
+    against the stand-ins; return pip's argument lines and the constraint file the commands wrote."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.fail("cluster.yaml's setup commands are bash: no bash on PATH")
+    home, bin_dir, site = tmp_path / "home", tmp_path / "bin", tmp_path / "site"
+    for d in (home / "spectrotune", bin_dir, site):
+        d.mkdir(parents=True)
+    if image_torch:
+        (site / "torch").mkdir()
+        (site / "torch" / "__init__.py").write_text(f"__version__ = {image_torch!r}\n")
+    stand_ins = {"pip": STAND_IN_PIP,
+                 "python": f'#!/bin/bash\nexec {sys.executable} -S "$@"\n',
+                 "nvidia-smi": f"#!/bin/bash\nexit {0 if gpu else 9}\n"}
+    for name, body in stand_ins.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    env = {"HOME": str(home), "PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(site),
+           "PIP_LOG": str(tmp_path / "pip.log"), "SITE": str(site)}
+    for cmd in config["setup_commands"]:
+        done = subprocess.run([bash, "-c", cmd], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, f"{cmd}\n{done.stdout}{done.stderr}"
+    log = (tmp_path / "pip.log").read_text().splitlines()
+    constraint = home / "torch-constraint.txt"
+    return [line.replace(str(home), "~") for line in log], constraint.read_text().strip() if constraint.exists() else ""
+
+
+def ray_requirement() -> str:
+    """pyproject.toml's ray requirement, extras included, e.g. ``ray[default,data,train,tune]==2.60.0``."""
+    found = re.findall(r"""["'](ray(?:\[[^\]]*\])?\s*==[^"']+)["']""", PYPROJECT.read_text(encoding="utf-8"))
+    assert len(found) == 1, f"expected one ray requirement in pyproject.toml, found {found}"
+    return found[0]
+
+
+def _ray_line() -> str:
+    assert ray_pin() in ray_requirement()
+    return f"install --quiet {ray_requirement()}"
+
+
+PROJECT_LINE = "install --quiet -c ~/torch-constraint.txt -e ~/spectrotune"
+
+
+def test_setup_without_torch_and_without_gpu_installs_the_cpu_build(config, tmp_path):
+    pip, constraint = run_setup_commands(config, tmp_path, gpu=False, image_torch=None)
+    assert pip == [_ray_line(), f"install --quiet {torch_requirement()} --index-url {CPU_INDEX}", PROJECT_LINE]
+    assert constraint == "torch==2.13.0+cpu"  # the project's install cannot replace it
+
+
+def test_setup_without_torch_on_a_gpu_node_installs_the_default_cuda_build(config, tmp_path):
+    pip, constraint = run_setup_commands(config, tmp_path, gpu=True, image_torch=None)
+    assert pip == [_ray_line(), f"install --quiet {torch_requirement()}", PROJECT_LINE]
+    assert constraint == "torch==2.13.0"
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_setup_keeps_the_images_torch(config, tmp_path, gpu):
+    pip, constraint = run_setup_commands(config, tmp_path, gpu=gpu, image_torch="2.5.1+cu121")
+    assert pip == [_ray_line(), PROJECT_LINE]  # no torch download at all
+    assert constraint == "torch==2.5.1+cu121"
 
 
 def test_dashboard_binds_to_loopback(config):
