@@ -32,9 +32,11 @@ from safetensors.torch import load_file, save_file
 import spectrotune
 from spectrotune import storage
 from spectrotune.audio import logmel
+from spectrotune.audio.io import PAD_MODES
+from spectrotune.config import AudioConfig
 from spectrotune.errors import BundleError, ConfigError
 from spectrotune.schema import BUNDLE_META, BUNDLE_WEIGHTS, CONFIG
-from spectrotune.sources.kinds import LogMel, SourceKind, Windowing, source_kind
+from spectrotune.sources.kinds import LogMel, ModelInput, SourceKind, Windowing, source_kind
 from spectrotune.storage import replace_dir
 from spectrotune.typed_config import JsonRecord
 
@@ -52,7 +54,8 @@ class InputRecipe:
 
     ``kind``: the source kind (audio files or spectrogram images); ``windowing``: the decode rate (Hz), window
     length and hop (s) of the test split, which is how the model was evaluated (any file with at least one sample
-    is accepted; one shorter than a window is zero-padded); ``log_mel``: the log-mel parameters;
+    is accepted; one shorter than a window is padded as the training rows were, ``windowing.pad``); ``log_mel``:
+    the log-mel parameters;
     ``input_shape``: ``(n_mels, n_frames)`` of one window's input (images are resized to it).
     """
 
@@ -67,6 +70,10 @@ class InputRecipe:
         Raises :class:`~spectrotune.errors.InputError` for a file that cannot be read.
         """
         return self.kind.model_input(path, self)
+
+    def model_windows(self, path: str | Path) -> ModelInput:
+        """:meth:`model_input` with the file's silence flag (:class:`~spectrotune.sources.kinds.ModelInput`)."""
+        return self.kind.model_windows(path, self)
 
     def with_hop(self, hop_seconds: float) -> InputRecipe:
         """The same recipe with windows starting every ``hop_seconds`` s."""
@@ -140,8 +147,9 @@ class BundleMeta(JsonRecord):
 
         A missing sample rate or window length means the library defaults (22050 Hz, 3 s); the hop is
         ``test_hop_seconds`` (written by ``spectrotune train``), else the test entry of ``hop_seconds`` (a flat
-        number is accepted too), else one window (no overlap). Log-mel parameters the bundle does not name are
-        :func:`~spectrotune.audio.logmel.log_mel`'s defaults.
+        number is accepted too), else one window (no overlap). ``pad`` is the bundle's ``audio.pad``; a bundle
+        written before that key existed was trained on zero-padded rows (:attr:`AudioConfig.LEGACY_PAD`). Log-mel
+        parameters the bundle does not name are :func:`~spectrotune.audio.logmel.log_mel`'s defaults.
         """
         a = self.audio
         try:
@@ -154,7 +162,10 @@ class BundleMeta(JsonRecord):
             hop = hop.get("test")
         if a.get("test_hop_seconds") is not None:
             hop = a["test_hop_seconds"]
-        windowing = Windowing(sr, seconds, seconds if hop is None else float(hop), min_seconds=0.0)
+        pad = a.get("pad", AudioConfig.LEGACY_PAD)
+        if pad not in PAD_MODES:
+            raise ConfigError(f"bundle audio.pad={pad!r} is not valid: expected one of {', '.join(PAD_MODES)}")
+        windowing = Windowing(sr, seconds, seconds if hop is None else float(hop), min_seconds=0.0, pad=pad)
         log_mel = LogMel(sample_rate=sr, **{k: self.features[k] for k in LOG_MEL_KEYS if k in self.features})
         n_mels, n_frames = self.input_shape
         return InputRecipe(source_kind(self.source_kind), windowing, log_mel, (int(n_mels), int(n_frames)))

@@ -84,7 +84,8 @@ def test_a_bundle_written_before_the_typed_record_loads_and_predicts_its_dataset
 def test_the_recipe_of_a_bundle_is_its_own_audio_and_log_mel_parameters():
     recipe = load_bundle(LEGACY_BUNDLE).recipe
     assert recipe.kind is AUDIO and recipe.input_shape == (16, 87)
-    assert recipe.windowing == Windowing(sample_rate=22050, segment_seconds=1.0, hop_seconds=1.0, min_seconds=0.0)
+    assert recipe.windowing == Windowing(sample_rate=22050, segment_seconds=1.0, hop_seconds=1.0, min_seconds=0.0,
+                                         pad="zeros")  # written before audio.pad existed: zero-padded
     assert recipe.log_mel == LogMel(sample_rate=22050, n_fft=512, hop_length=256, n_mels=16, fmin=0.0, fmax=None,
                                     top_db=80.0)
     assert recipe.with_hop(0.5).windowing.hop_seconds == 0.5 and recipe.windowing.hop_seconds == 1.0

@@ -1,7 +1,8 @@
 """The pure part of ``spectrotune predict``: files -> rows, in this process.
 
 :func:`predict_files` turns each file into model input with the bundle's :class:`~spectrotune.bundle.InputRecipe`,
-averages the segment probabilities and ranks the genres; :class:`Predictor` is the same work as a Ray Data
+averages the segment probabilities and ranks the genres (a clip whose every window is below
+:data:`spectrotune.audio.io.NEAR_SILENCE_DB` dBFS gets ``status="silent"`` and no genre instead); :class:`Predictor` is the same work as a Ray Data
 callable class (it loads the bundle once per actor; :mod:`spectrotune.predict.batch` runs it), and
 :func:`format_predictions` writes the rows as terminal text. No ``ray``.
 """
@@ -11,18 +12,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spectrotune.audio.io import NEAR_SILENCE_DB
 from spectrotune.bundle import Bundle, load_bundle
 from spectrotune.errors import ConfigError, InputError
 
-__all__ = ["Predictor", "check_top_k", "format_predictions", "predict_files"]
+if TYPE_CHECKING:
+    from spectrotune.sources.kinds import ModelInput
+
+__all__ = ["Predictor", "check_top_k", "format_predictions", "predict_files", "score_input"]
 
 
 def _empty_row(path: str, top_k: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"path": path, "status": "ok", "reason": "", "padded": False, "n_segments": 0}
+    row: dict[str, Any] = {"path": path, "status": "ok", "reason": "", "padded": False, "silent": False,
+                           "n_segments": 0}
     for i in range(1, top_k + 1):
         row[f"top{i}"] = None
         row[f"p{i}"] = None
@@ -59,10 +65,14 @@ def predict_files(
     Returns
     -------
     rows : list of dict
-        One per file, in input order: ``path, status, reason, padded, n_segments, top1, p1, ..., top{k}, p{k}``;
-        ``p*`` are probabilities (float, mean over the file's segments, descending); ``None`` in error rows.
+        One per file, in input order: ``path, status, reason, padded, silent, n_segments, top1, p1, ...,
+        top{k}, p{k}``; ``p*`` are probabilities (float, mean over the file's segments, descending). ``status``
+        is ``ok``, ``error`` (unreadable: ``reason`` says why) or ``silent`` (every window's RMS below
+        :data:`~spectrotune.audio.io.NEAR_SILENCE_DB` dBFS: nothing to classify, ``silent`` is True); the
+        ``top*``/``p*`` of error and silent rows are ``None``.
     timeline : list of dict
-        ``path, segment, start_seconds, top1, p1`` per segment of each good file (empty unless ``timeline``).
+        ``path, segment, start_seconds, top1, p1`` per segment of each file with a genre (empty unless
+        ``timeline``).
     """
     k = check_top_k(top_k, len(bundle.labels))
     labels = bundle.labels
@@ -70,32 +80,46 @@ def predict_files(
     segments: list[dict[str, Any]] = []
     for path in paths:
         name = os.fspath(path)
-        row = _empty_row(name, k)
         try:
-            mel, padded, hop = bundle.recipe.model_input(name)
-            proba = bundle.predict_proba(mel)  # float32 [n_seg, n_classes]
+            x = bundle.recipe.model_windows(name)
+            row, proba = score_input(bundle, name, x, top_k=k)
         except InputError as e:
-            row.update(status="error", reason=getattr(e, "reason", None) or str(e))
-            rows.append(row)
+            rows.append({**_empty_row(name, k), "status": "error", "reason": getattr(e, "reason", None) or str(e)})
             continue
         except Exception as e:  # noqa: BLE001 - one bad file must never cost the others; the reason is kept
-            row.update(status="error", reason=f"{type(e).__name__}: {e}")
-            rows.append(row)
+            rows.append({**_empty_row(name, k), "status": "error", "reason": f"{type(e).__name__}: {e}"})
             continue
-        # Mean in float64, so a file's probabilities sum to 1 to double precision whatever its length.
-        mean = proba.astype(np.float64).mean(axis=0)
-        order = np.argsort(-mean, kind="stable")[:k]
-        row.update(padded=bool(padded), n_segments=len(proba))
-        for i, c in enumerate(order, start=1):
-            row[f"top{i}"] = labels[c]
-            row[f"p{i}"] = float(mean[c])
         rows.append(row)
-        if timeline:
+        if timeline and proba is not None:
             best = proba.argmax(axis=1)
             for s, c in enumerate(best):
-                segments.append({"path": name, "segment": s, "start_seconds": round(s * hop, 6),
+                segments.append({"path": name, "segment": s, "start_seconds": round(s * x.hop_seconds, 6),
                                  "top1": labels[int(c)], "p1": float(proba[s, c])})
     return rows, segments
+
+
+def score_input(bundle: Bundle, name: str, x: ModelInput, *, top_k: int) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One clip's row (as :func:`predict_files` gives it) from its model input, and its windows' probabilities.
+
+    ``x`` is :meth:`spectrotune.bundle.InputRecipe.model_windows` of a file (or
+    :func:`spectrotune.sources.kinds.signal_windows` of samples: :mod:`spectrotune.api`). Returns the row
+    (``status`` ``ok`` or ``silent``) and float32 [n_segments, n_classes] (``None`` for a silent clip, which gets no
+    genre: a confident genre for silence would be noise from the network, not an answer).
+    """
+    k = check_top_k(top_k, len(bundle.labels))
+    row = _empty_row(name, k)
+    row.update(padded=bool(x.padded), n_segments=len(x.mel))
+    if x.silent:
+        row.update(status="silent", silent=True,
+                   reason=f"silent: every window is below {NEAR_SILENCE_DB:g} dBFS RMS; no genre given")
+        return row, None
+    proba = bundle.predict_proba(x.mel)  # float32 [n_seg, n_classes]
+    # Mean in float64, so a file's probabilities sum to 1 to double precision whatever its length.
+    mean = proba.astype(np.float64).mean(axis=0)
+    for i, c in enumerate(np.argsort(-mean, kind="stable")[:k], start=1):
+        row[f"top{i}"] = bundle.labels[c]
+        row[f"p{i}"] = float(mean[c])
+    return row, proba
 
 
 class Predictor:
@@ -134,13 +158,14 @@ class Predictor:
 
 
 def format_predictions(rows: Sequence[Mapping[str, Any]], top_k: int = 3) -> str:
-    """Rows of :func:`predict_files` as terminal text: one line per file, failures listed after the others."""
-    good = [r for r in rows if r.get("status") == "ok"]
-    bad = [r for r in rows if r.get("status") != "ok"]
+    """Rows of :func:`predict_files` as terminal text: one line per file (silent ones say so instead of a genre),
+    failures listed after the others."""
+    good = [r for r in rows if r.get("status") in ("ok", "silent")]
+    bad = [r for r in rows if r.get("status") not in ("ok", "silent")]
     width = min(60, max((len(str(r["path"])) for r in rows), default=4))
     lines = []
     for r in good:
-        picks = []
+        picks = [f"silent: no genre (every window below {NEAR_SILENCE_DB:g} dBFS)"] if r.get("silent") else []
         for i in range(1, top_k + 1):
             if r.get(f"top{i}") is not None:
                 picks.append(f"{r[f'top{i}']} {100 * float(r[f'p{i}']):5.1f}%")

@@ -8,6 +8,7 @@ on a cluster. See :mod:`spectrotune.predict` for the rows and the output files. 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,10 @@ from spectrotune import storage
 from spectrotune.bundle import load_bundle
 from spectrotune.errors import InputError
 from spectrotune.predict.core import check_top_k, predict_files
-from spectrotune.predict.files import check_output, expand_paths, timeline_path, write_table
+from spectrotune.predict.files import check_output, expand_inputs, timeline_path, write_table
 from spectrotune.sources.kinds import source_kind
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["RAY_MIN_FILES", "PredictResult", "predict"]
 
@@ -40,15 +43,23 @@ class PredictResult:
     timeline_output: Path | None = None
     used_ray: bool = False
     seconds: float = 0.0
+    #: Files the folder search found that are not inputs of the bundle's kind (``notes.txt``); named, not read.
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[dict[str, Any]]:
-        """The rows of files that could not be predicted."""
-        return [r for r in self.rows if r["status"] != "ok"]
+        """The rows of files that could not be predicted (``status="error"``; silent clips are not errors)."""
+        return [r for r in self.rows if r["status"] == "error"]
+
+    @property
+    def silent(self) -> list[dict[str, Any]]:
+        """The rows of clips flagged silent (no genre given)."""
+        return [r for r in self.rows if r["status"] == "silent"]
 
     def summary(self) -> str:
-        n_bad = len(self.errors)
-        line = (f"predicted {len(self.rows) - n_bad} file(s)" + (f", {n_bad} failed" if n_bad else "")
+        n_bad, n_silent = len(self.errors), len(self.silent)
+        line = (f"predicted {len(self.rows) - n_bad - n_silent} file(s)" + (f", {n_bad} failed" if n_bad else "")
+                + (f", {n_silent} silent (no genre)" if n_silent else "")
                 + f" in {self.seconds:.1f} s" + (" (Ray Data)" if self.used_ray else ""))
         if self.output is not None:
             line += f"; wrote {self.output}" + (f" and {self.timeline_output}" if self.timeline_output else "")
@@ -63,7 +74,7 @@ def predict(
     timeline: bool = False,
     output: str | Path | None = None,
     use_ray: bool | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> PredictResult:
     """Predict the genres of audio files (or images, for a Spotify bundle) with a model bundle.
 
@@ -73,7 +84,7 @@ def predict(
         A bundle written by ``spectrotune train``.
     paths : sequence of path
         Files and folders (folders are searched recursively; see
-        :func:`spectrotune.predict.files.expand_paths`).
+        :func:`spectrotune.predict.files.expand_inputs`).
     top_k : int >= 1
         Genres per file (cut to the number of labels).
     timeline : bool
@@ -106,7 +117,13 @@ def predict(
     bundle = load_bundle(bundle_dir)
     k = check_top_k(top_k, len(bundle.labels))
     kind = source_kind(bundle.source_kind)
-    files, had_folder = expand_paths(paths, kind=kind)
+    found = expand_inputs(paths, kind=kind)
+    files, had_folder = found.files, found.had_folder
+    if found.left_out:
+        shown = ", ".join(found.left_out[:5]) + (f" and {len(found.left_out) - 5} more" if len(found.left_out) > 5
+                                                 else "")
+        logging.getLogger(__name__).warning(f"left out {len(found.left_out)} file(s) that are not {kind.noun} files "
+                                            f"spectrotune reads: {shown}")
     if not files:
         raise InputError(f"no {kind.noun} files to predict in {', '.join(map(str, paths)) or 'the given paths'}")
     if use_ray is None:
@@ -119,7 +136,8 @@ def predict(
         rows, segments = predict_with_ray(storage.norm(bundle_dir), files, top_k=k, timeline=timeline)
     else:
         rows, segments = predict_files(bundle, files, top_k=k, timeline=timeline)
-    result = PredictResult(rows=rows, timeline=segments, labels=bundle.labels, top_k=k, used_ray=bool(use_ray))
+    result = PredictResult(rows=rows, timeline=segments, labels=bundle.labels, top_k=k, used_ray=bool(use_ray),
+                           left_out=found.left_out)
     if out_path is not None:
         result.output = write_table(rows, out_path, top_k=k)
         if timeline:

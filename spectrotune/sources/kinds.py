@@ -13,7 +13,8 @@ branching on the kind's name.
 
 The audio chain decode -> segment -> noise -> log-mel is written once, here: :func:`cut_windows`,
 :func:`noisy_copies` and :class:`LogMel`. Prepare's tasks, evaluate's robustness rebuild, inspect's WAV export
-and predict all call it, so each of them rebuilds prepare's rows bit for bit. Pure numpy; no ``ray``.
+and predict all call it, so each of them rebuilds prepare's rows bit for bit, short clips padded the same way
+(:attr:`Windowing.pad`, the config's ``audio.pad``). Pure numpy; no ``ray``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ if TYPE_CHECKING:  # annotations only: the config and the bundle import this mod
     from spectrotune.config import AudioConfig, Config, FeatureConfig, NoiseConfig
     from spectrotune.sources.listing import SourceItem
 
-__all__ = ["AUDIO", "KINDS", "SPOTIFY", "LogMel", "NoisyCopy", "SourceKind", "TrackWindows", "Windowing",
-           "cut_windows", "noisy_copies", "source_kind"]
+__all__ = ["AUDIO", "KINDS", "SPOTIFY", "LogMel", "ModelInput", "NoisyCopy", "SourceKind", "TrackWindows",
+           "Windowing", "cut_windows", "noisy_copies", "signal_windows", "source_kind"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -49,18 +50,20 @@ __all__ = ["AUDIO", "KINDS", "SPOTIFY", "LogMel", "NoisyCopy", "SourceKind", "Tr
 class Windowing:
     """How audio becomes fixed windows: decoded to mono at ``sample_rate`` Hz, cut into windows of
     ``segment_seconds`` s starting every ``hop_seconds`` s. A file shorter than ``min_seconds`` s is refused;
-    a shorter one that is still long enough is zero-padded to one window."""
+    one shorter than a window that is still long enough fills one window as ``pad`` says: ``repeat`` (the clip
+    looped) or ``zeros`` (:func:`spectrotune.audio.io.segment`)."""
 
     sample_rate: int
     segment_seconds: float
     hop_seconds: float
     min_seconds: float = 0.0
+    pad: str = "repeat"
 
     @classmethod
     def from_config(cls, config: AudioConfig, *, split: str, min_seconds: float | None = None) -> Windowing:
         """The windows prepare cuts for ``split`` (its hop); ``min_seconds`` defaults to the config's."""
         return cls(config.sample_rate, config.segment_seconds, config.hop_for(split),
-                   config.min_seconds if min_seconds is None else min_seconds)
+                   config.min_seconds if min_seconds is None else min_seconds, config.pad)
 
     @property
     def window(self) -> int:
@@ -75,7 +78,7 @@ def cut_windows(path: str | os.PathLike[str], windowing: Windowing) -> tuple[np.
     -------
     segments : np.ndarray, float32 [n_segments, windowing.window]
     padded : bool
-        The file was shorter than one window and was zero-padded.
+        The file was shorter than one window and was padded (``windowing.pad``).
 
     Raises
     ------
@@ -84,7 +87,44 @@ def cut_windows(path: str | os.PathLike[str], windowing: Windowing) -> tuple[np.
     """
     y = audio.decode(path, sr=windowing.sample_rate, min_seconds=windowing.min_seconds)
     return audio.segment(y, sr=windowing.sample_rate, seconds=windowing.segment_seconds,
-                         hop_seconds=windowing.hop_seconds)
+                         hop_seconds=windowing.hop_seconds, pad=windowing.pad)
+
+
+def signal_windows(y: np.ndarray, sr: int, recipe: InputRecipe) -> ModelInput:
+    """A bundle's model input from samples in memory, as :meth:`SourceKind.model_windows` makes it from a file.
+
+    ``y``: float (or int16 PCM) [n] mono, or [n, channels] / [channels, n] (the shorter axis is the channels) at
+    ``sr`` Hz; averaged to mono and resampled to the recipe's rate as :func:`spectrotune.audio.io.decode` does a
+    file's samples (:func:`spectrotune.audio.io.to_mono`). Raises :class:`~spectrotune.errors.InputError` for no
+    samples, NaN/inf or a dtype that is not audio, and for a bundle whose inputs are images.
+    """
+    if not recipe.kind.has_audio:
+        raise InputError(f"a {recipe.kind.name} bundle classifies {recipe.kind.noun} files, not samples: "
+                         "predict the files")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise InputError(f"sr must be a positive integer number of Hz, got {sr!r}")
+    data = np.asarray(y)
+    if data.dtype != np.int16 and not np.issubdtype(data.dtype, np.floating):
+        raise InputError(f"samples must be float (or int16 PCM), got dtype {data.dtype}")
+    if data.ndim == 1:
+        data = data[:, None]
+    elif data.ndim == 2 and data.shape[0] < data.shape[1]:
+        data = data.T  # [channels, n] (librosa's layout) -> [n, channels]
+    if data.ndim != 2 or data.size == 0:
+        raise InputError(f"samples must be a non-empty [n] or [n, channels] array, got shape {np.shape(y)}")
+    if data.dtype != np.int16:
+        data = data.astype(np.float32, copy=False)
+    w = recipe.windowing
+    mono = audio.to_mono(data, sr_in=int(sr), sr=w.sample_rate)
+    segments, padded = audio.segment(mono, sr=w.sample_rate, seconds=w.segment_seconds, hop_seconds=w.hop_seconds,
+                                     pad=w.pad)
+    return _audio_input(segments, padded, recipe)
+
+
+def _audio_input(segments: np.ndarray, padded: bool, recipe: InputRecipe) -> ModelInput:
+    """The model input of an audio clip's windows float32 [n_segments, window] (log-mel, silence flag)."""
+    silent = bool(audio.is_silent(segments, floor_db=audio.NEAR_SILENCE_DB).all())
+    return ModelInput(recipe.log_mel(segments), padded, recipe.windowing.hop_seconds, silent)
 
 
 @dataclass(frozen=True)
@@ -175,6 +215,19 @@ class TrackWindows:
     silent_segments: int = 0
 
 
+@dataclass(frozen=True)
+class ModelInput:
+    """A bundle's model input from one file: ``mel`` float32 [n_segments, n_mels, n_frames]; ``padded``: the file
+    was shorter than one window and was padded; ``hop_seconds`` between window starts; ``silent``: every window's
+    RMS is below :data:`spectrotune.audio.io.NEAR_SILENCE_DB` dBFS, so there is nothing to classify (always False
+    for images, which hold no audio)."""
+
+    mel: np.ndarray
+    padded: bool
+    hop_seconds: float
+    silent: bool = False
+
+
 Timer = Callable[[str, float], None]  # (stage, seconds): where a kind reports the time each stage took
 
 
@@ -203,10 +256,16 @@ class SourceKind:
         """The dataset rows of one file of ``split`` (raises :class:`~spectrotune.errors.InputError` if unusable)."""
         raise NotImplementedError
 
-    def model_input(self, path: str | os.PathLike[str], recipe: InputRecipe) -> tuple[np.ndarray, bool, float]:
-        """A bundle's model input from one file: ``(mel float32 [n_segments, n_mels, n_frames], padded,
-        seconds between window starts)``, made as ``recipe`` (:class:`spectrotune.bundle.InputRecipe`) says."""
+    def model_windows(self, path: str | os.PathLike[str], recipe: InputRecipe) -> ModelInput:
+        """A bundle's model input from one file, made as ``recipe`` (:class:`spectrotune.bundle.InputRecipe`) says
+        (raises :class:`~spectrotune.errors.InputError` if unusable)."""
         raise NotImplementedError
+
+    def model_input(self, path: str | os.PathLike[str], recipe: InputRecipe) -> tuple[np.ndarray, bool, float]:
+        """:meth:`model_windows` as ``(mel float32 [n_segments, n_mels, n_frames], padded, seconds between window
+        starts)``."""
+        x = self.model_windows(path, recipe)
+        return x.mel, x.padded, x.hop_seconds
 
     def __repr__(self) -> str:
         return f"<source kind {self.name}>"
@@ -254,9 +313,8 @@ class _Audio(SourceKind):
                             variants=[(c.name, mel, c.snr_db) for c, mel in zip(copies, mels, strict=True)],
                             features=feats, padded=bool(padded), silent_segments=silent)
 
-    def model_input(self, path: str | os.PathLike[str], recipe: InputRecipe) -> tuple[np.ndarray, bool, float]:
-        segs, padded = cut_windows(path, recipe.windowing)
-        return recipe.log_mel(segs), padded, recipe.windowing.hop_seconds
+    def model_windows(self, path: str | os.PathLike[str], recipe: InputRecipe) -> ModelInput:
+        return _audio_input(*cut_windows(path, recipe.windowing), recipe)
 
 
 class _Spotify(SourceKind):
@@ -280,9 +338,9 @@ class _Spotify(SourceKind):
         timer("decode", time.perf_counter() - t0)
         return TrackWindows(segments=[item.clip or 0], variants=[(CLEAN, arr, [None])])
 
-    def model_input(self, path: str | os.PathLike[str], recipe: InputRecipe) -> tuple[np.ndarray, bool, float]:
+    def model_windows(self, path: str | os.PathLike[str], recipe: InputRecipe) -> ModelInput:
         # One image is one window; its "hop" is the clip length the images were rendered from.
-        return self._read(path, *recipe.input_shape), False, recipe.windowing.segment_seconds
+        return ModelInput(self._read(path, *recipe.input_shape), False, recipe.windowing.segment_seconds)
 
     @staticmethod
     def _read(path: str | os.PathLike[str], n_mels: int, n_frames: int) -> np.ndarray:

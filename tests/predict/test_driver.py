@@ -162,7 +162,8 @@ def test_output_round_trips(files, tmp_path, suffix):
     result = predict(files["bundle"], files["paths"], top_k=2, timeline=True, output=out, use_ray=False, **QUIET)
     read = pd.read_csv if suffix == ".csv" else pd.read_parquet
     frame = read(out)
-    assert list(frame.columns) == ["path", "status", "reason", "padded", "n_segments", "top1", "p1", "top2", "p2"]
+    assert list(frame.columns) == ["path", "status", "reason", "padded", "silent", "n_segments", "top1", "p1",
+                                    "top2", "p2"]
     assert frame["path"].tolist() == [r["path"] for r in result.rows]
     assert frame["status"].tolist() == [r["status"] for r in result.rows]
     assert frame["padded"].tolist() == [r["padded"] for r in result.rows]
