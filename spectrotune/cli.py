@@ -1,7 +1,8 @@
 """The ``spectrotune`` command line: thin subcommands over the package functions.
 
-Each command parses its options, builds the config (:func:`spectrotune.config.load_config` with ``--set``) and calls
-the package function of its stage, imported inside the command so ``--help`` loads neither torch nor Ray:
+This module parses the options; each command (:mod:`spectrotune.commands`) builds the config
+(:func:`spectrotune.config.load_config` with ``--set``) and calls the package function of its stage, imported inside
+the command so ``--help`` loads neither torch nor Ray:
 
 =========  =======================================================================================================
 synth      :func:`spectrotune.sources.synth.corpus.generate_corpus` (``--images``: ``sources.spotify_render``)
@@ -15,12 +16,18 @@ baseline   :func:`spectrotune.evaluation.baselines.run_baselines`
 export     :func:`spectrotune.models.export.export_onnx` on :func:`spectrotune.bundle.load_bundle`'s model
 pipeline   :func:`spectrotune.flows.run_pipeline`
 demo       :func:`spectrotune.flows.run_demo`
-fetch      :func:`spectrotune.sources.fetch.fetch`
+fetch      :func:`spectrotune.sources.fetch.fetch`;
+           ``fetch musicnn``: :func:`spectrotune.sources.musicnn_fetch.fetch_musicnn`
+tag        :func:`spectrotune.predict.tag.tag`
+serve      :func:`spectrotune.serving.app.serve_bundle`
 =========  =======================================================================================================
 
-``python -m spectrotune`` and the ``jobs/*.py`` Ray job scripts run this same :func:`main`. Expected user errors
-(:class:`~spectrotune.errors.SpectrotuneError`) are printed as one line and exit with code 2, without a traceback;
-anything else is a bug and keeps its traceback. ``spectrotune <command> --help`` documents each command.
+``python -m spectrotune`` and the ``jobs/*.py`` Ray job scripts run this same :func:`main`. Every command takes
+``-q/--quiet`` and ``-v/--verbose``: messages go through :mod:`logging` to stderr (:mod:`spectrotune.console`),
+results to stdout. Errors are one line on stderr with the exit status of :data:`spectrotune.console.EXIT_CODES`:
+1 for inputs that failed (:class:`~spectrotune.errors.InputsFailedError`), 2 for usage and config errors
+(:class:`~spectrotune.errors.SpectrotuneError`), 3 for anything unexpected (``-v`` adds the traceback), 130 for
+Ctrl-C. ``spectrotune <command> --help`` documents each command.
 """
 
 from __future__ import annotations
@@ -28,13 +35,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from spectrotune import __version__
-from spectrotune.errors import SpectrotuneError
-from spectrotune.schema import SCORE
-
-EXIT_USER_ERROR = 2
+from spectrotune import __version__, commands, console
+from spectrotune.errors import InputsFailedError, SpectrotuneError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -51,74 +54,12 @@ def _add_prepare_args(p: argparse.ArgumentParser, *, out_help: str) -> None:
     p.add_argument("--source", required=True, help="corpus folder (GTZAN/audio <genre>/ folders or Spotify images)")
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
-    p.add_argument("--strict", action="store_true", help="exit non-zero if any input failed to prepare")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any input failed to prepare (it always does when every input failed)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _config(args: argparse.Namespace, **base):
-    from spectrotune.config import load_config
-
-    if args.config and args.config_opt and args.config != args.config_opt:
-        raise SpectrotuneError(f"two configs given: {args.config!r} and --config {args.config_opt!r}")
-    return load_config(args.config or args.config_opt, overrides=args.overrides, base=base)
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from spectrotune.sources.synth.corpus import generate_corpus
-
-    paths = generate_corpus(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
-                            sr=args.sample_rate)
-    print(f"wrote {len(paths)} clips to {Path(args.out) / 'genres_original'}")
-    if args.images:
-        from spectrotune.sources.spotify_render import render_spotify_corpus
-
-        images = render_spotify_corpus(Path(args.out) / "genres_original", args.images, seed=args.seed,
-                                       sr=args.sample_rate, max_clips=args.max_clips)
-        print(f"wrote {len(images)} Spotify-style images to {args.images}")
-    return 0
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from spectrotune.prepare.driver import prepare
-
-    base = {"prepare.strict": True} if args.strict else {}
-    config = _config(args, **base)
-    result = prepare(args.source, args.out, config=config, overwrite=args.overwrite, progress=not args.no_progress)
-    print(result.summary())
-    return 0
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from spectrotune.prepare.inspect import inspect_dataset
-
-    print(inspect_dataset(args.data, out=args.out, export_audio=args.export_audio, seed=args.seed))
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from spectrotune.training.driver import train
-
-    result = train(args.data, args.out, config=_config(args), progress=not args.no_progress)
-    best = result.metrics
-    print(f"best epoch {best.get('epoch')}: valid clip accuracy {best.get(SCORE, float('nan')):.3f}; "
-          f"bundle: {result.bundle}")
-    return 0
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    from spectrotune.tuning.cv import cross_validate
-    from spectrotune.tuning.sweep import tune
-
-    config = _config(args)
-    folds = getattr(args, "folds", None) or args.cv
-    if folds:
-        cross_validate(config, out=args.out, folds=folds, source=args.source, resume=args.resume,
-                       progress=not args.no_progress)
-    else:
-        if args.source:
-            raise SpectrotuneError("--source is for cross-validation (--cv K); a sweep's sources are tune.space.source")
-        tune(config, out=args.out, resume=args.resume, progress=not args.no_progress)
-    return 0
+_STRICT_TRACKING = ("fail when MLflow cannot be used (not installed, server unreachable, bad URI) instead of one "
+                    "warning; same as --set tracking.strict=true")
 
 
 def _add_tune_args(p: argparse.ArgumentParser) -> None:
@@ -131,96 +72,17 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
                         "not run again")
     p.add_argument("--source", metavar="NAME", default=None, help="with cross-validation: only this source")
     p.add_argument("--no-progress", action="store_true", help="hide Tune's status table")
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from spectrotune.config import EvaluateConfig
-    from spectrotune.evaluation.evaluate import evaluate
-    from spectrotune.evaluation.report import headline
-
-    config = EvaluateConfig(baselines=not args.no_baselines)
-    report = evaluate(args.bundle, args.data, out=args.out, config=config)
-    print(headline(report))
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from spectrotune.predict.core import format_predictions
-    from spectrotune.predict.driver import predict
-
-    use_ray = True if args.ray else (False if args.no_ray else None)
-    result = predict(args.bundle, args.paths, top_k=args.top_k, timeline=args.timeline, output=args.output,
-                     use_ray=use_ray)
-    print(format_predictions(result.rows, result.top_k))
-    print(result.summary())
-    return 0
-
-
-def cmd_baseline(args: argparse.Namespace) -> int:
-    from spectrotune.evaluation.baseline_data import load_dataset_features
-    from spectrotune.evaluation.baselines import run_baselines, write_baseline_report
-    from spectrotune.evaluation.kaggle_csv import load_kaggle_csv
-    from spectrotune.evaluation.report import baselines_markdown
-
-    from spectrotune import storage
-
-    if bool(args.data) == bool(args.kaggle_csv):
-        raise SpectrotuneError("give exactly one of --data DIR or --kaggle-csv FILE")
-    if args.data:
-        tracks = load_dataset_features(args.data)
-        out = args.out or storage.join(args.data, "_baselines")
-    else:
-        tracks = load_kaggle_csv(args.kaggle_csv, split=args.split, seed=args.seed)
-        out = Path(args.out) if args.out else Path(args.kaggle_csv).with_suffix("").parent / "baselines"
-    results = run_baselines(tracks, seed=args.seed)
-    write_baseline_report(results, out)
-    print(baselines_markdown(results))
-    print(f"written to {out}")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from spectrotune.bundle import load_bundle
-    from spectrotune.models.export import export_onnx
-
-    bundle = load_bundle(args.bundle)
-    n_mels, n_frames = bundle.input_shape
-    path = export_onnx(bundle.model, args.onnx, n_mels=n_mels, n_frames=n_frames)
-    print(f"wrote {path} (input 'mel' [batch, {n_mels}, {n_frames}], output 'logits' [batch, {len(bundle.labels)}])")
-    return 0
-
-
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    from spectrotune.flows import run_pipeline
-
-    base = {"prepare.strict": True} if args.strict else {}
-    run_pipeline(args.source, args.out, config=_config(args, **base), overwrite=args.overwrite,
-                 progress=not args.no_progress)
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from spectrotune.flows import run_demo
-
-    run_demo(args.out, genres=args.genres, tracks=args.tracks, seconds=args.seconds, seed=args.seed,
-             overrides=args.overrides, overwrite=args.overwrite, progress=not args.no_progress)
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    from spectrotune.sources.fetch import fetch
-
-    dest = fetch(args.name, args.dest, url=args.url, sha256=args.sha256, progress=not args.no_progress,
-                 keep_archive=args.keep_archive)
-    print(f"{args.name} is in {dest}")
-    return 0
+    p.add_argument("--strict-tracking", action="store_true", help=_STRICT_TRACKING)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectrotune", description="Music-genre classification on Ray: "
-                                     "prepare, train, evaluate, predict.")
+                                     "prepare, train, evaluate, predict. Every command takes -q/--quiet and "
+                                     "-v/--verbose; messages go to stderr, results to stdout.",
+                                     epilog=console.exit_codes_text(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"spectrotune {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = console.Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("synth", help="write the synthetic corpus (GTZAN layout; optionally Spotify-style images)",
                        description="Write a synthetic GTZAN-layout corpus: OUT/genres_original/<genre>/*.wav.")
@@ -233,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="DIR", default=None,
                    help="also render the audio as Spotify-layout JPG images into DIR")
     p.add_argument("--max-clips", type=int, default=None, help="with --images: at most this many 3-s clips per track")
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func=commands.cmd_synth)
 
     p = sub.add_parser("prepare", help="Ray Data pipeline: corpus folder -> Parquet dataset",
                        description="Decode, segment, add noise, compute log-mel and features on Ray Data; write "
                                    "Parquet shards partitioned by split with manifest.json and errors.parquet.")
     _add_prepare_args(p, out_help="output dataset folder")
-    p.set_defaults(func=cmd_prepare)
+    p.set_defaults(func=commands.cmd_prepare)
 
     p = sub.add_parser("inspect", help="summarise a prepared dataset, render examples, export noisy audio",
                        description="Print the manifest summary, render clean-vs-noisy spectrograms to a PNG and "
@@ -249,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-audio", type=int, default=0, metavar="N", help="write N noisy clips (and their clean "
                    "originals) as WAV, rebuilt bit-identically from the source and seeds")
     p.add_argument("--seed", type=int, default=0, help="which examples to show")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=commands.cmd_inspect)
 
     p = sub.add_parser("train", help="train a CNN on a prepared dataset with Ray Train; export a model bundle",
                        description="Train config.model on the prepared dataset with Ray Train (CPU or GPUs, DDP, "
@@ -257,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "The best model is exported to OUT/bundle.")
     _add_config_args(p)
     p.add_argument("--data", required=True, help="prepared dataset: a folder or a URI (s3://...)")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves, bundle/)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves, bundle/, tb/)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--strict-tracking", action="store_true", help=_STRICT_TRACKING)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser("tune", help="hyperparameter sweep (Ray Tune, ASHA) over prepared datasets; --cv K: K-fold CV",
                        description="Sweep tune.space over the prepared datasets in sources (e.g. --set "
@@ -269,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "baselines.")
     _add_tune_args(p)
     p.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation instead of a sweep")
-    p.set_defaults(func=cmd_tune)
+    p.set_defaults(func=commands.cmd_tune)
 
     p = sub.add_parser("cv", help="K-fold cross-validation by track (same as tune --cv K)",
                        description="K folds by track, stratified by genre, over the train+valid tracks (test held "
@@ -277,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "CNN and the classical baselines in OUT/cv.json and cv.md.")
     _add_tune_args(p)
     p.add_argument("--folds", type=int, default=10, metavar="K", help="number of folds (default 10)")
-    p.set_defaults(func=cmd_tune, cv=None)
+    p.set_defaults(func=commands.cmd_tune, cv=None)
 
     p = sub.add_parser("evaluate", help="test-split report: accuracy, F1, confusion matrix, robustness, baselines",
                        description="Evaluate a bundle on the test split of a prepared dataset; writes report.json, "
@@ -286,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--out", default=None, help="report folder (default: next to the bundle, report/)")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
-    p.set_defaults(func=cmd_evaluate)
+    p.add_argument("--log-to", metavar="RUN_ID", default=None,
+                   help="attach the report's metrics and plots to this MLflow run (default: the run that trained the "
+                        "bundle, when it was tracked; 'none': attach nothing)")
+    p.add_argument("--tracking-uri", metavar="URI", default=None,
+                   help="MLflow tracking URI of that run (default: the one the bundle records)")
+    p.add_argument("--strict-tracking", action="store_true", help=_STRICT_TRACKING.split(";")[0])
+    p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser("predict", help="genres of audio files or folders with a bundle",
                        description="Top-k genres per file; folders run as Ray Data batch inference.")
@@ -294,11 +163,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="audio files or folders")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--timeline", action="store_true", help="also per-segment predictions")
-    p.add_argument("--output", default=None, help="write rows to FILE.csv or FILE.parquet")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="how the rows go to stdout: aligned text (default), CSV (the columns of --output) or JSON "
+                        "(with --timeline each file's segments too)")
+    p.add_argument("--output", default=None, help="also write rows to FILE.csv or FILE.parquet")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any file could not be predicted (it always does when every file failed)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ray", action="store_true", help="always use Ray Data")
     g.add_argument("--no-ray", action="store_true", help="never use Ray Data")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=commands.cmd_predict)
+
+    p = sub.add_parser("serve", help="serve a bundle over HTTP on Ray Serve, with a web page to try it",
+                       description="Ray Serve deployment of a bundle: POST /v1/predict (and /v1/embed), GET "
+                                   "/v1/model, /healthz, and a web page at /. Runs until Ctrl-C.")
+    p.add_argument("bundle", help="model bundle folder (or URI)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--replicas", type=int, default=1, help="model replicas, each with the bundle loaded (default 1)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="requests one replica runs as one batch (default 8)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MB (default 50)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio accepted, in s (default 600)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=8,
+                   help="uploads one replica handles at once; more get 429 (default 8)")
+    p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (default 1)")
+    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (default 0)")
+    p.set_defaults(func=commands.cmd_serve)
 
     p = sub.add_parser("baseline", help="classical baselines (RF, SVM, kNN, logistic regression)",
                        description="Fit the classical baselines on per-track handcrafted features of a prepared "
@@ -310,19 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --kaggle-csv: how tracks are split (default fault_filtered)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="where baselines.json/.md go")
-    p.set_defaults(func=cmd_baseline)
+    p.set_defaults(func=commands.cmd_baseline)
 
     p = sub.add_parser("export", help="export a bundle's model to ONNX (needs spectrotune[onnx])",
                        description="Write an ONNX model with a dynamic batch axis.")
     p.add_argument("bundle", help="model bundle folder")
     p.add_argument("--onnx", required=True, help="output .onnx file")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=commands.cmd_export)
 
     p = sub.add_parser("pipeline", help="prepare -> train -> evaluate in one go",
                        description="Prepare SOURCE into OUT/dataset, train into OUT/run (bundle in OUT/run/bundle), "
                                    "evaluate into OUT/run/report, with one config.")
     _add_prepare_args(p, out_help="output folder (dataset/, run/, run/report/)")
-    p.set_defaults(func=cmd_pipeline)
+    p.set_defaults(func=commands.cmd_pipeline)
 
     p = sub.add_parser("demo", help="the whole flow on the synthetic corpus, offline",
                        description="synth -> prepare -> train -> evaluate (+ baselines) with the demo config.")
@@ -334,19 +224,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=commands.cmd_demo)
 
-    p = sub.add_parser("fetch", help="download and safely extract a dataset (gtzan)",
-                       description="Download a dataset archive (resuming an interrupted download), verify its "
+    p = sub.add_parser("fetch", help="download a dataset (gtzan) or the pretrained musicnn models (musicnn)",
+                       description="gtzan: download a dataset archive (resuming an interrupted download), verify its "
                                    "checksum when known and extract it safely into DEST. The Spotify set is on "
-                                   "Kaggle and needs credentials: see README.")
-    p.add_argument("name", choices=["gtzan"], help="dataset name")
-    p.add_argument("--dest", required=True, help="destination folder")
+                                   "Kaggle and needs credentials: see README. musicnn: get the musicnn 0.1.0 wheel "
+                                   "(pip download, or --wheel FILE), verify its sha256 and convert its four "
+                                   "pretrained models to safetensors in the cache (DEST, default "
+                                   "$SPECTROTUNE_CACHE/musicnn or ~/.cache/spectrotune/musicnn); idempotent.")
+    p.add_argument("name", choices=["gtzan", "musicnn"], help="what to fetch")
+    p.add_argument("--dest", default=None, help="destination folder (required for gtzan)")
+    p.add_argument("--wheel", default=None, metavar="FILE",
+                   help="musicnn: use this musicnn-0.1.0-py3-none-any.whl instead of downloading it with pip")
+    p.add_argument("--keep-wheel", action="store_true", help="musicnn: also keep the verified wheel in DEST")
     p.add_argument("--url", default=None, help="download from this URL instead (a mirror, or file:// of a local copy)")
     p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
     p.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after extraction")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_fetch)
+    p.set_defaults(func=commands.cmd_fetch)
+
+    p = sub.add_parser("tag", help="music tags of audio files with a pretrained musicnn model",
+                       description="Tag probabilities per 3-s window (the taggram) and their mean per file, with "
+                                   "one of the pretrained musicnn/vgg models (run `spectrotune fetch musicnn` "
+                                   "first); folders run as Ray Data batch inference.")
+    p.add_argument("paths", nargs="+", help="audio files or folders")
+    p.add_argument("--model", default="MSD_musicnn",
+                   choices=["MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg"], help="default MSD_musicnn")
+    p.add_argument("--top-k", type=int, default=5, help="tags per file (default 5)")
+    p.add_argument("--windows", action="store_true", help="also print each window's top tags")
+    p.add_argument("--output", default=None,
+                   help="write the file rows to FILE.csv or FILE.parquet and the taggram to FILE.taggram.<suffix>")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="the musicnn cache folder (what fetch musicnn --dest wrote; default $SPECTROTUNE_CACHE/musicnn"
+                        " or ~/.cache/spectrotune/musicnn)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ray", action="store_true", help="always use Ray Data")
+    g.add_argument("--no-ray", action="store_true", help="never use Ray Data")
+    p.set_defaults(func=commands.cmd_tag)
     return parser
 
 
@@ -358,18 +273,28 @@ def command_names() -> tuple[str, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status (:data:`spectrotune.console.EXIT_CODES`; a usage error raises
+    ``SystemExit(2)`` from argparse, ``--help`` and ``--version`` ``SystemExit(0)``)."""
     args = build_parser().parse_args(argv)
+    level = console.verbosity(quiet=args.quiet, verbose=args.verbose)
+    console.configure(level).debug(f"spectrotune {__version__} on Python {sys.version.split()[0]}: "
+                                   f"{' '.join(sys.argv[1:] if argv is None else argv)}")
+    from spectrotune import runtime  # standard library only; imports ray when a command starts it
+
+    runtime.show_ray_logs(level == console.VERBOSE)
     try:
         return int(args.func(args) or 0)
+    except InputsFailedError as e:
+        return console.report_error(e, console.EXIT_INPUTS_FAILED, verbose=args.verbose)
     except SpectrotuneError as e:
-        print(f"spectrotune: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return console.report_error(e, console.EXIT_USAGE, verbose=args.verbose)
     except KeyboardInterrupt:
         print("spectrotune: interrupted", file=sys.stderr)
-        return 130
+        return console.EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a runtime failure: one line (the traceback with -v), exit code 3
+        return console.report_error(e, console.EXIT_RUNTIME, verbose=args.verbose, unexpected=True)
     finally:
-        if "spectrotune.runtime" in sys.modules:  # only commands that ran on Ray imported it
-            sys.modules["spectrotune.runtime"].shutdown_ray()
+        runtime.shutdown_ray()  # only a Ray that this command started
 
 
 if __name__ == "__main__":

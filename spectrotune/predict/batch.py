@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from spectrotune import console
 from spectrotune.predict.core import Predictor
 
 __all__ = ["MAX_BATCH_FILES", "predict_with_ray"]
@@ -39,6 +40,7 @@ def predict_with_ray(
     init_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.verbose_stats_logs = False
+    ctx.enable_progress_bars = False  # Ray Data's own bars drew nothing on a terminal; the files-done bar below does
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     # Enough batches to keep every actor busy, never more files per batch than MAX_BATCH_FILES.
     size = batch_files or max(1, min(MAX_BATCH_FILES, math.ceil(len(paths) / cpus)))
@@ -55,7 +57,12 @@ def predict_with_ray(
         num_cpus=1,
         zero_copy_batch=True,
     )
-    results = sorted(((int(r["index"]), r["row"], r["timeline"]) for r in ds.iter_rows()), key=lambda x: x[0])
+    results = []
+    with console.Progress("predict", len(paths)) as bar:  # drawn on a terminal only
+        for r in ds.iter_rows():  # one row per file, as each batch finishes
+            results.append((int(r["index"]), r["row"], r["timeline"]))
+            bar.advance()
+    results.sort(key=lambda x: x[0])
     if len(results) != len(paths):  # pragma: no cover - Ray Data guarantees one output row per input row
         raise RuntimeError(f"Ray Data returned {len(results)} rows for {len(paths)} files")
     rows = [json.loads(r) for _, r, _ in results]

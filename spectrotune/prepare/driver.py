@@ -99,7 +99,7 @@ def prepare(
     out = storage.norm(out)
     if storage.exists(out) and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    source = Path(source)
+    source = Path(source).absolute()  # the tasks may run in another folder (a Ray started elsewhere, a cluster)
     listing = list_source(source, kind=config.source.kind, group_by_song=config.split.kind != "folders")
     kind = source_kind(listing.kind)
     splits, split_info = assign_splits(listing.items, config=config.split)
