@@ -46,9 +46,12 @@ NOISY_DRIVER_LOGGERS = {
 }
 # Lines Ray's workers and actors print, forwarded to this terminal (log_to_driver), that say nothing to act on.
 NOISY_WORKER_LINES = (
-    # The Ray Train controller's core worker (C++), once per run: "Actor with class name: 'PreemptionWatcher' ... has
-    # constructor arguments in the object store and max_restarts > 0 ..." (about Ray Train's own watcher actor).
-    "Actor with class name: 'PreemptionWatcher'",
+    # A core worker (C++) that creates a restartable actor whose arguments are object refs, e.g. the Ray Train
+    # controller, once per run: "Actor with class name: 'PreemptionWatcher' ... has constructor arguments in the
+    # object store and max_restarts > 0. If the arguments ... are lost, the actor restart will fail." (Ray's own
+    # actors, nothing to act on). The same warning from this process's own core worker (Ray Data's actor pool of
+    # predict) is written by C++ straight to stderr, out of reach of any Python filter.
+    "has constructor arguments in the object store and max_restarts > 0",
 )
 _RAY_LOGS_SHOWN = False  # show_ray_logs(True): -v/--verbose
 
