@@ -1,10 +1,11 @@
 """spectrotune.runtime: a local Ray listens on loopback only; joining ``RAY_ADDRESS`` keeps Ray's own addresses.
 
 The integration test runs ``spectrotune prepare`` in a child process (the command's own Ray, a private
-``RAY_TMPDIR`` holding the stale address file of a head that is gone, no Ray variables from this environment) and, while it runs, lists with psutil every listening TCP
-socket and every unconnected UDP socket of that process and all its descendants: the driver, the GCS, the raylet,
-the workers, the dashboard and runtime-env agents and the dashboard process. Any address that is not loopback fails
-the test, naming the process and the port. The fast tests pin the logic of :func:`spectrotune.runtime.init_ray`
+``RAY_TMPDIR`` holding the stale address file of a head that is gone, no Ray variables from this environment)
+and, while it runs, lists with psutil every listening TCP socket and every unconnected UDP socket of that process
+and all its descendants: the driver, the GCS, the raylet, the workers, the dashboard and runtime-env agents, the
+autoscaler monitor and the dashboard process. Any address that is not loopback fails the test, naming the process
+and the port. The fast tests pin the logic of :func:`spectrotune.runtime.init_ray`
 with ``ray.init`` replaced (nothing starts).
 """
 
