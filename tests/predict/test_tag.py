@@ -87,13 +87,40 @@ def test_empty_cache_and_no_files(tmp_path, musicnn_cache):
         tag([tmp_path / "nothing"], cache=musicnn_cache / "musicnn", **QUIET)
 
 
-def test_cli_tag_as_the_readme_shows(musicnn_cache, audio):
-    """`SPECTROTUNE_CACHE=... spectrotune tag FILE --model MSD_musicnn --top-k 5` (no Ray for a single file)."""
-    env = dict(os.environ, SPECTROTUNE_CACHE=str(musicnn_cache))
-    done = subprocess.run([sys.executable, "-m", "spectrotune", "tag", str(audio / "signal.wav"), "--model",
-                           "MSD_musicnn", "--top-k", "5", "--windows"], capture_output=True, text=True, timeout=300,
-                          check=False, env=env)
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _section() -> str:
+    return README.read_text(encoding="utf-8").split("\n## Pretrained musicnn: music tags, and a backbone\n", 1)[1] \
+        .split("\n## ", 1)[0]
+
+
+def test_cli_tag_as_the_readme_shows(musicnn_cache, audio, tmp_path):
+    """The README's `spectrotune tag song.wav --windows --output tags.csv`, run as written with SPECTROTUNE_CACHE
+    (as the README says) pointing at the session's cache; a single file runs without Ray."""
+    line = next(ln for ln in _section().splitlines() if ln.startswith("spectrotune tag song.wav --windows"))
+    args = line.split("#")[0].split()[1:]
+    assert args == ["tag", "song.wav", "--windows", "--output", "tags.csv"]
+    (tmp_path / "song.wav").write_bytes((audio / "signal.wav").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "spectrotune", *args], capture_output=True, text=True, timeout=300,
+                          check=False, cwd=tmp_path, env=dict(os.environ, SPECTROTUNE_CACHE=str(musicnn_cache)))
     assert done.returncode == 0, done.stderr
     first, *windows = done.stdout.strip().splitlines()
     assert first.split()[1:4] == ["rock", "14.3%", "electronic"] and first.endswith("(3 windows)")
     assert len(windows) == 3 and windows[1].strip().startswith("2.99 s")
+    rows, taggram = pd.read_csv(tmp_path / "tags.csv"), pd.read_csv(tmp_path / "tags.taggram.csv")
+    assert rows["top1"].tolist() == ["rock"] and len(taggram) == 3 and "female vocalists" in taggram.columns
+
+
+def test_readme_python_example(musicnn_cache, audio, tmp_path, monkeypatch):
+    code = _section().split("**In Python**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = "\n".join(line[2:] for line in code.splitlines())  # the block is indented under its list item
+    (tmp_path / "song.wav").write_bytes((audio / "stereo22k.flac").read_bytes())  # any format and rate
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPECTROTUNE_CACHE", str(musicnn_cache))
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    out, patches = namespace["out"], namespace["patches"]
+    assert patches.shape == (2, 96, 187) and not namespace["padded"]
+    assert tuple(out.taggram.shape) == (2, 50) and tuple(out.max_pool.shape) == tuple(out.mean_pool.shape) == (2, 753)
+    assert tuple(out.penultimate.shape) == (2, 200)
