@@ -19,6 +19,8 @@ Everything is measured on the test tracks, which training never saw (splits are 
   (:func:`spectrotune.evaluation.baselines.run_baselines`), next to the CNN.
 
 Writes ``report.json``, ``report.md`` and the PNGs into ``out`` (default: a ``report`` folder beside the bundle).
+When the bundle records the MLflow run that trained it (or with ``--log-to RUN_ID``), the report's metrics and
+files are attached to that run (:func:`spectrotune.tracking.runs.attach_report`).
 The scores come from :mod:`~spectrotune.evaluation.scores`, the text from :mod:`~spectrotune.evaluation.report`
 and the figures from :mod:`~spectrotune.evaluation.plots`; this module reads the inputs and puts them together.
 No ``ray``.
@@ -27,6 +29,7 @@ No ``ray``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -44,6 +47,9 @@ from spectrotune.config import EvaluateConfig
 from spectrotune.dataset import DatasetManifest
 from spectrotune.errors import DatasetError
 from spectrotune.evaluation.robustness import check_compatible, measure_robustness
+from spectrotune.tracking.runs import attach_report
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["evaluate"]
 
@@ -57,7 +63,10 @@ def evaluate(
     *,
     out: str | Path | None = None,
     config: EvaluateConfig | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
+    log_to: str | None = None,
+    tracking_uri: str | None = None,
+    strict_tracking: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a model bundle on the test split of a prepared dataset and write the report.
 
@@ -75,6 +84,13 @@ def evaluate(
         Noise kinds and SNRs of the robustness table, and whether to run the baselines.
     log : callable
         Receives progress lines.
+    log_to : str, optional
+        MLflow run id to attach the report's metrics and plots to (``--log-to``); default the run the bundle
+        records (``bundle/tracking.json``, written by a tracked ``train``); ``"none"``: attach nothing.
+    tracking_uri : str, optional
+        MLflow tracking URI of that run; default the bundle's.
+    strict_tracking : bool
+        Fail (after the report is written) instead of warning when MLflow cannot be used.
 
     Returns
     -------
@@ -91,6 +107,8 @@ def evaluate(
     DatasetError
         Not a prepared dataset, no clean test rows, or the bundle's labels / input shape differ from the
         dataset's.
+    TrackingError
+        ``log_to`` without a known tracking URI, or (``strict_tracking``) MLflow unusable; the report is written.
     """
     t0 = time.perf_counter()
     config = config or EvaluateConfig()
@@ -125,7 +143,11 @@ def evaluate(
         report = _write_report(local, bundle=bundle, bundle_dir=bundle_dir, data_dir=data_dir, manifest=manifest,
                                scores=scores, per_class=per_class, cm=cm, robustness=robustness,
                                baselines=baselines, macro_f1=macro_f1(truth, pred), t0=t0)
+        tracking_error = attach_report(report, report_dir=local, bundle_dir=bundle_dir, run_id=log_to,
+                                       tracking_uri=tracking_uri, strict=strict_tracking, log=log)
     log(f"wrote {storage.join(out, REPORT_JSON)} and {storage.join(out, REPORT_MD)}")
+    if tracking_error is not None:
+        raise tracking_error
     return report
 
 

@@ -11,6 +11,9 @@
 4. :func:`~spectrotune.training.outputs.export_run`: best checkpoint by ``valid_clip_accuracy`` -> bundle,
    ``history.json``, ``curves.png``, ``train.log`` (the layout is in :mod:`spectrotune.training.outputs`).
 
+Tracking (config ``tracking``, :mod:`spectrotune.tracking.runs`): TensorBoard events in ``OUT/tb/<run name>`` and,
+with ``tracking.mlflow_uri``, an MLflow run (params, per-epoch metrics, artifacts) that a resumed run continues.
+
 Resuming. Ray Train V2 keeps a checkpoint-manager snapshot in the run folder (``storage_path/name``); a new
 ``TorchTrainer`` with the same ``RunConfig(name, storage_path)`` loads it and hands its latest checkpoint to the
 workers, exactly as after a worker failure. The default run name hashes the config and the dataset's
@@ -24,6 +27,7 @@ onto other data.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +40,9 @@ from spectrotune.training.checkpoint import read_spec, spec_difference
 from spectrotune.training.outputs import TrainResult, export_run, recording
 from spectrotune.training.plan import plan_run, run_name
 from spectrotune.training.trainer import make_trainer, training_error
+from spectrotune.tracking.runs import start_train_tracking
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["check_resumable", "train"]
 
@@ -46,7 +53,7 @@ def train(
     *,
     config: Config,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> TrainResult:
     """Train ``config.model`` on the prepared dataset ``data`` with Ray Train; write the bundle to ``out``.
 
@@ -89,7 +96,6 @@ def train(
     log(f"training {config.model.name} on {plan.n_train} train rows ({len(plan.labels)} genres, input "
         f"{n_mels}x{n_frames}); normalisation over the train split")
 
-    init_ray()
     storage_root = storage.norm(tc.storage_path) if tc.storage_path else storage.join(out, "runs")
     name = run_name(config, plan.spec["data"])
     run_dir = storage.join(storage_root, name)
@@ -97,14 +103,24 @@ def train(
 
     storage.makedirs(out)
     storage.makedirs(storage_root)
-    trainer = make_trainer(plan, run_name=name, storage_path=str(storage_root), progress=progress, log=log)
+    # Before Ray starts: with tracking.strict, an unusable MLflow fails here (else one warning, no MLflow).
+    tracking = start_train_tracking(config, name=name, out=out, run_dir=run_dir, data=storage.norm(data),
+                                    dataset_id=plan.spec["data"], log=log)
+    init_ray()
+    trainer = make_trainer(plan, run_name=name, storage_path=str(storage_root), callbacks=tracking.callbacks(),
+                           progress=progress, log=log)
     try:
         result = trainer.fit()
     except Exception as e:  # TrainingFailedError: worker failures beyond max_failures, or a controller error
-        raise training_error(e, run_dir=run_dir) from e
+        error = training_error(e, run_dir=run_dir)
+        tracking.fail(error)
+        raise error from e
     if result.checkpoint is None:
+        tracking.fail(SpectrotuneError("no checkpoint"))
         raise SpectrotuneError(f"training run {name} produced no checkpoint")
-    return export_run(plan, result, out, run_dir=run_dir, log=log, t_start=t_start, driver_log=driver_log)
+    trained = export_run(plan, result, out, run_dir=run_dir, log=log, t_start=t_start, driver_log=driver_log)
+    tracking.finish(trained, out=out)
+    return trained
 
 
 def check_resumable(run_dir: Path | str, spec: Mapping[str, Any], *, epochs: int,

@@ -17,6 +17,7 @@ folds are saved with it, so a resumed run keeps them. Imports Ray lazily.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from spectrotune.dataset import open_dataset
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, GENRE, SCORE, SPLIT, TRACK_ID, VARIANT
 from spectrotune.sources.splits import stratified_folds
-from spectrotune.tuning.results import STATUS_NONE, all_failed, collect_rows, markdown_table
+from spectrotune.tuning.results import STATUS_NONE, all_failed, collect_rows, markdown_table, tracking_summary
 from spectrotune.tuning.space import FOLD_KEY
-from spectrotune.tuning.sweep import check_sources, resolve_run, run_published, run_tuner, start_trials
+from spectrotune.tuning.sweep import (check_sources, open_tracking, resolve_run, run_published, run_tuner,
+                                      start_trials)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CV_JSON", "CV_MD", "CVResult", "cross_validate"]
 
@@ -72,7 +76,7 @@ def cross_validate(
     source: str | None = None,
     resume: str | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> CVResult:
     """K-fold cross-validation by track of the fixed config, every fold a Tune trial, plus the baselines.
 
@@ -180,12 +184,14 @@ def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: 
         assignment = {s: stratified_folds(cv_tracks(sources[s]), k=folds, seed=config.seed) for s in names}
     spec, concurrency = start_trials(run, sources=sources, out=out, folds=assignment,
                                      extra_state={"folds_k": folds, "folds": assignment}, log=log)
+    tracking = open_tracking(run, spec, out=out, published=published, log=log)
     tc = config.tune
     cv_config = dataclasses.replace(config, tune=dataclasses.replace(tc, search="grid", num_samples=1))
     log(f"{'resuming' if resume else 'starting'} {folds}-fold cross-validation {name} at {path} on "
         f"{', '.join(names)}; {concurrency} fold(s) at a time")
     grid = run_tuner(run, spec, config=cv_config, param_space=fold_param_space(folds, sources=names),
-                     concurrency=concurrency, asha=False, max_epochs=config.train.epochs, progress=progress)
+                     concurrency=concurrency, asha=False, max_epochs=config.train.epochs, progress=progress,
+                     callbacks=tracking.callbacks())
     rows = collect_rows(grid, spec, [], asha=False)
     report = {s: _source_report(rows, s, assignment[s], data=sources[s], seed=config.seed, log=log) for s in names}
     storage.write_json(out / CV_JSON, {"name": name, "path": path, "k": folds, "held_out": "test split",
@@ -196,7 +202,14 @@ def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: 
             log(f"{s} {model}: clip accuracy {m['mean']:.3f} ± {m['std']:.3f} over {folds} folds")
     table = storage.join(published, CV_MD)
     log(f"cross-validation {name} done in {time.perf_counter() - t0:.0f} s; report {table}")
-    return CVResult(name=name, path=path, folds=folds, sources=report, out=published), all_failed(rows, table)
+    failure = all_failed(rows, table)
+    # The parent MLflow run gets <source>/<model>/mean and /std of the fold clip accuracies, cv.json and cv.md.
+    tracked = tracking.finish(tracking_summary(rows, {}, out)["outcomes"], files={"": [out / CV_JSON, out / CV_MD]},
+                              metrics={f"{s}/{model}/{stat}": m[stat] for s, r in report.items()
+                                       for model, m in r["summary"].items() for stat in ("mean", "std")},
+                              failed=failure is not None)
+    result = CVResult(name=name, path=path, folds=folds, sources=report, out=published)
+    return result, failure or (str(tracked) if tracked else None)
 
 
 def _source_report(rows: Sequence[Mapping[str, Any]], source: str, folds: Sequence[Sequence[str]], *, data: str,

@@ -6,9 +6,11 @@ Folders. A sweep is named ``tune.name`` or ``sweep-<config hash>`` (:func:`sweep
 
     <storage>/<sweep>/
       spectrotune-sweep.json      the sweep's kind and resolved config (resuming uses it, whatever the command says)
+      tracking.json               the sweep's MLflow parent run (with tracking.mlflow_uri; spectrotune.tracking)
       runs/<trial id>/            each trial's Ray Train run (its epoch checkpoints)
       trial_state/<trial id>/     start-<ns>.json and fit-<ns>.json per driver start and per fit (the results
-                                  table counts them); done.json, the epochs of a finished run
+                                  table counts them); done.json, the epochs of a finished run; tracking.json,
+                                  the trial's MLflow run
       ...                         Ray Tune's own experiment files
 
 Resources. A trial's training workers ask Ray Train for ``tune.cpus_per_trial / train.num_workers`` CPUs and
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -35,6 +38,8 @@ from spectrotune import storage
 from spectrotune.config import Config
 from spectrotune.errors import ConfigError
 from spectrotune.tuning.space import FOLD_KEY, SOURCE_KEY, apply_params
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RESERVED_CPUS",
@@ -164,7 +169,7 @@ def trial_concurrency(
     cpus_per_trial: float,
     gpus_per_trial: float,
     cluster: Mapping[str, float],
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> int:
     """How many trials run at once: ``wanted`` (0 = as many as fit), capped to what the cluster holds.
 

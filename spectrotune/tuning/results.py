@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,9 @@ import numpy as np
 from spectrotune import storage
 from spectrotune.config import Config
 from spectrotune.evaluation.plots import figure, save_figure
-from spectrotune.schema import RESULTS_CSV, SCORE
+from spectrotune.schema import REPORT_JSON, REPORT_MD, RESULTS_CSV, SCORE, SWEEP_JSON
+from spectrotune.tracking.records import report_metrics
+from spectrotune.tracking.sweeps import TrialOutcome
 from spectrotune.tuning.plan import SweepSpec
 from spectrotune.tuning.space import FOLD_KEY, SOURCE_KEY, Dimension
 
@@ -50,6 +53,7 @@ __all__ = [
     "plot_trial_curves",
     "public_row",
     "sweep_summary",
+    "tracking_summary",
     "trial_status",
     "write_results",
 ]
@@ -59,6 +63,9 @@ STATUS_ASHA = "STOPPED (ASHA)"
 STATUS_PATIENCE = "STOPPED (patience)"
 STATUS_ERROR = "ERROR"
 STATUS_NONE = "NO RESULTS"
+#: How each status ends the trial's MLflow run (spectrotune.tracking): FINISHED, KILLED (ASHA) or FAILED.
+TRACKING_STATE = {STATUS_DONE: "done", STATUS_PATIENCE: "done", STATUS_ASHA: "stopped", STATUS_ERROR: "failed",
+                  STATUS_NONE: "failed"}
 
 RESULTS_MD = "results.md"
 TRIAL_CURVES_PNG = "trial_curves.png"
@@ -176,6 +183,30 @@ def sweep_summary(rows: Sequence[Mapping[str, Any]], best: Mapping[str, Any], *,
     return {"name": name, "path": path, "trials": len(rows),
             "status": {s: sum(r["status"] == s for r in rows) for s in dict.fromkeys(r["status"] for r in rows)},
             "best": dict(best), "seconds": seconds}
+
+
+def tracking_summary(rows: Sequence[Mapping[str, Any]], best: Mapping[str, Mapping[str, Any]],
+                     out: Path) -> dict[str, Any]:
+    """What a sweep's MLflow runs get at the end, as the arguments of
+    :meth:`~spectrotune.tracking.sweeps.SweepTracking.finish`: each trial's ``outcomes``, the parent's ``metrics``
+    (per source the best trial's ``best/<source>/valid_clip_accuracy`` and its test evaluation,
+    ``best/<source>/test_clip_accuracy`` ...), ``tags`` (``best/<source>/trial_id``) and ``files`` (the tables, plots
+    and best reports in ``out``) by artifact folder."""
+    outcomes = []
+    for r in rows:
+        final = {"best_epoch": r["best_epoch"], f"best_{SCORE}": r[SCORE], "epochs_run": r["epochs_run"]}
+        outcomes.append(TrialOutcome(trial_id=r["trial_id"], status=r["status"], state=TRACKING_STATE[r["status"]],
+                                     metrics={k: float(v) for k, v in final.items() if v is not None}))
+    metrics: dict[str, float] = {}
+    files = {"": [out / n for n in (RESULTS_CSV, RESULTS_MD, SWEEP_JSON, TRIAL_CURVES_PNG, ACCURACY_VS_PARAMS_PNG)]}
+    for source, b in best.items():
+        metrics[f"best/{source}/{SCORE}"] = float(b[SCORE])
+        report_dir = out / BEST_DIR / source / REPORT_DIR
+        report = json.loads((report_dir / REPORT_JSON).read_text(encoding="utf-8"))
+        metrics.update(report_metrics(report, prefix=f"best/{source}/test_"))
+        files[f"{BEST_DIR}/{source}"] = [report_dir / n for n in (REPORT_JSON, REPORT_MD, *report["files"].values())]
+    tags = {f"{BEST_DIR}/{source}/trial_id": str(b["trial_id"]) for source, b in best.items()}
+    return {"outcomes": outcomes, "metrics": metrics, "files": files, "tags": tags}
 
 
 def all_failed(rows: Sequence[Mapping[str, Any]], table: Path | str) -> str | None:

@@ -35,6 +35,7 @@ Imports Ray lazily (inside the functions that start or drive it), so a bad confi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ from spectrotune.tuning.plan import (
     trial_concurrency,
 )
 from spectrotune.tuning.space import Dimension, max_epochs, parse_space, space_sources, validate_space
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SweepResult", "SweepRun", "resolve_run", "run_published", "run_tuner", "start_trials", "tune"]
 
@@ -92,7 +95,7 @@ def tune(
     out: str | Path,
     resume: str | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> SweepResult:
     """Run (or resume) a sweep over ``config.tune.space`` and the prepared datasets in ``config.sources``.
 
@@ -266,11 +269,23 @@ def start_trials(run: SweepRun, *, sources: Mapping[str, str], out: Path,
     return spec, concurrency
 
 
+def open_tracking(run: SweepRun, spec: SweepSpec, *, out: Path, published: Path | str,
+                  log: Callable[[str], None]) -> Any:
+    """The run's :class:`~spectrotune.tracking.sweeps.SweepTracking` (parent MLflow run, per-trial runs and
+    TensorBoard folders ``OUT/tb/<trial id>``; trial run ids kept in ``trial_state/<trial id>/``)."""
+    from spectrotune.tracking.sweeps import start_sweep_tracking
+
+    return start_sweep_tracking(run.config, kind=run.kind, name=run.name, experiment_dir=run.path, out=out,
+                                published=published, trial_folder=spec.trial_state,
+                                trial_config=lambda params: spec.trial_inputs(params)[0], log=log)
+
+
 def run_tuner(run: SweepRun, spec: SweepSpec, *, config: Config, param_space: Mapping[str, Any], concurrency: int,
-              asha: bool, max_epochs: int, progress: bool) -> Any:
+              asha: bool, max_epochs: int, progress: bool, callbacks: Sequence[Any] = ()) -> Any:
     """Build (or, when ``run`` is resumed, restore) the Tuner and run it; returns Tune's ``ResultGrid``.
 
     ``config.tune`` gives the metric, search, scheduler and sample count (CV passes a grid of one sample).
+    ``callbacks`` (tracking) join a new Tuner's; a restored one keeps those it was made with (Tune pickles them).
     """
     from ray import tune as rt
 
@@ -296,7 +311,7 @@ def run_tuner(run: SweepRun, spec: SweepSpec, *, config: Config, param_space: Ma
                 reuse_actors=False, trial_dirname_creator=trial_dirname,
             ),
             run_config=rt.RunConfig(name=run.name, storage_path=run.root, verbose=1 if progress else 0,
-                                    callbacks=[PlacementGroupJanitor()]),
+                                    callbacks=[PlacementGroupJanitor(), *callbacks]),
         )  # fmt: skip
     return tuner.fit()
 
@@ -327,14 +342,16 @@ def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | No
     config, name, path = run.config, run.name, run.path
     dims, names, sources = _sweep_inputs(config, log)
     spec, concurrency = start_trials(run, sources=sources, out=out, log=log)
+    tracking = open_tracking(run, spec, out=out, published=published, log=log)
     tc = config.tune
     asha = tc.scheduler == "asha"
     log(f"{'resuming' if resume else 'starting'} sweep {name} at {path}: {tc.num_samples} sample(s) x grid over "
         f"{len(names)} source(s), {concurrency} trial(s) at a time, search {tc.search}, scheduler {tc.scheduler}")
     grid = run_tuner(run, spec, config=config, param_space=build_param_space(dims, sources=names, search=tc.search),
-                     concurrency=concurrency, asha=asha, max_epochs=max_epochs(config, dims), progress=progress)
+                     concurrency=concurrency, asha=asha, max_epochs=max_epochs(config, dims), progress=progress,
+                     callbacks=tracking.callbacks())
     rows = results.collect_rows(grid, spec, dims, asha=asha)
-    best = _export_best(rows, spec, names, out=out, published=published, log=log)
+    best = _export_best(rows, spec, names, out=out, published=published, log=log, tracking=tracking)
     results.write_results(rows, best, out, name=name, path=path)
     results.plot_trial_curves(rows, out / results.TRIAL_CURVES_PNG)
     results.plot_accuracy_vs_params(rows, dims, out / results.ACCURACY_VS_PARAMS_PNG)
@@ -346,12 +363,15 @@ def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | No
     table = storage.join(published, results.RESULTS_MD)
     log(f"sweep {name}: {len(rows)} trials in {time.perf_counter() - t0:.0f} s; table {table}")
     result = SweepResult(name=name, path=path, rows=[results.public_row(r) for r in rows], best=best, out=published)
-    return result, results.all_failed(rows, table)
+    failure = results.all_failed(rows, table)
+    tracked = tracking.finish(**results.tracking_summary(rows, best, out), failed=failure is not None)
+    return result, failure or (str(tracked) if tracked else None)
 
 
 def _export_best(rows: Sequence[Mapping[str, Any]], spec: SweepSpec, names: Sequence[str], *, out: Path,
-                 published: Path | str, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Export the best trial of every source as ``OUT/best/<source>/bundle`` and evaluate it on the test split."""
+                 published: Path | str, log: Callable[[str], None], tracking: Any) -> dict[str, dict[str, Any]]:
+    """Export the best trial of every source as ``OUT/best/<source>/bundle`` and evaluate it on the test split
+    (the report is attached to the trial's MLflow run, which the bundle records)."""
     from ray.train import Result
 
     from spectrotune.evaluation.evaluate import evaluate
@@ -372,6 +392,7 @@ def _export_best(rows: Sequence[Mapping[str, Any]], spec: SweepSpec, names: Sequ
             export_run(plan_run(data, config=config), Result.from_path(str(storage.join(spec.runs, row["trial_id"]))),
                        partial, run_dir=None, log=lambda _: None)
             storage.replace_dir(partial, final)
+            tracking.record_bundle(row["trial_id"], final / BUNDLE_DIR)
         finally:
             storage.delete(partial)
         report = evaluate(final / BUNDLE_DIR, data, out=final / results.REPORT_DIR, config=config.evaluate,
