@@ -124,3 +124,14 @@ def test_readme_python_example(musicnn_cache, audio, tmp_path, monkeypatch):
     assert patches.shape == (2, 96, 187) and not namespace["padded"]
     assert tuple(out.taggram.shape) == (2, 50) and tuple(out.max_pool.shape) == tuple(out.mean_pool.shape) == (2, 753)
     assert tuple(out.penultimate.shape) == (2, 200)
+
+
+def test_cli_model_choices_are_the_cached_models():
+    import argparse
+
+    from spectrotune.cli import build_parser
+    from spectrotune.models.pretrained import MODELS
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    (model,) = [a for a in sub.choices["tag"]._actions if a.dest == "model"]  # noqa: SLF001
+    assert tuple(model.choices) == MODELS and model.default == "MSD_musicnn"
