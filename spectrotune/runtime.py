@@ -124,7 +124,7 @@ _STARTED_LOCAL = False  # True once init_ray started a local Ray in this process
 
 
 @contextlib.contextmanager
-def _keep_loopback_node_address():
+def keep_loopback_node_address():
     """Within: ``ray.init(_node_ip_address="127.0.0.1")`` keeps that address instead of swapping it for the machine's.
 
     Ray 2.60 replaces a loopback ``_node_ip_address`` by the machine's outward address
@@ -167,7 +167,7 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
         return
-    with _keep_loopback_node_address():
+    with keep_loopback_node_address():
         # address="local": a new Ray of its own even when `ray start` left a cluster address in Ray's temp folder
         # (ray.init() would join that head, or wait for it when it is gone).
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
@@ -178,7 +178,7 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     if address != LOOPBACK:
         shutdown_ray()
         raise RuntimeError(f"local Ray started on node address {address}, not {LOOPBACK}: its services would "
-                           "listen beyond loopback (see spectrotune.runtime._keep_loopback_node_address)")
+                           "listen beyond loopback (see spectrotune.runtime.keep_loopback_node_address)")
 
 
 def shutdown_ray() -> None:

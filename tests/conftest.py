@@ -20,9 +20,12 @@ def ray_session():
     """A local Ray with 2 CPUs on loopback, shared by every test that needs Ray."""
     import ray
 
+    from spectrotune.runtime import keep_loopback_node_address
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning",
-                 log_to_driver=False)
+        with keep_loopback_node_address():  # every service of the shared test Ray on 127.0.0.1, like the CLI's own
+            ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level="warning", log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray
