@@ -79,6 +79,29 @@ def test_a_raw_body_gets_the_same_answer_as_a_multipart_upload(server, clips):
     assert raw["model"]["labels"] == ["blues", "classical", "country"] and raw["model"]["version"].startswith("sha256")
 
 
+def test_the_readme_curl_lines_work_as_written(server, tmp_path):
+    """The two ``curl`` lines of README's Serving section, run as written (only the port and the song differ)."""
+    import shlex
+    import shutil
+
+    curl = shutil.which("curl")
+    assert curl, "the README's API examples use curl: apt-get install -y curl"
+    section = (REPO / "README.md").read_text().split("## Serving", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in section.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 2, lines
+    write(tmp_path / "song.mp3", signal(3.0, seed=5), "mp3")
+    write(tmp_path / "song.flac", signal(3.0, seed=5), "flac")
+    for line in lines:
+        argv = shlex.split(line.replace("http://127.0.0.1:8000", server.url))
+        done = subprocess.run([curl, "-sS", *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=True)
+        reply = json.loads(done.stdout)
+        assert reply["file"]["name"] in ("song.mp3", "song.flac") and reply["n_windows"] == 3, reply
+        probabilities = [t["probability"] for t in reply["top"]]
+        assert sorted(t["genre"] for t in reply["top"]) == ["blues", "classical", "country"]
+        assert probabilities == sorted(probabilities, reverse=True) and abs(sum(probabilities) - 1) < 1e-6
+
+
 def test_model_health_and_the_page(server):
     status, _, body = _get(server, "/v1/model")
     model = json.loads(body)
