@@ -269,7 +269,8 @@ def test_rsync_exclude_skips_data_outputs_git_and_venvs_only(config, path, is_di
 
 
 def test_valid_against_the_launchers_schema(config):
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema  # comes with ray
+
     spec = importlib.util.find_spec("ray")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("ray is not installed: the launcher schema ships with it")
