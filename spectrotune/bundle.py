@@ -44,8 +44,9 @@ from spectrotune.typed_config import JsonRecord
 FORMAT = "spectrotune-bundle/1"
 WEIGHTS = BUNDLE_WEIGHTS
 META = BUNDLE_META
-#: Log-mel parameters a bundle's ``features`` may name (the rest of that section is not about the model input).
-LOG_MEL_KEYS = ("n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db")
+#: Log-mel parameters a bundle's ``features`` may name (the rest of that section is not about the model input); a
+#: bundle without ``frontend`` (written before the key existed) is ``logmel``.
+LOG_MEL_KEYS = ("n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db", "frontend")
 
 
 @dataclass(frozen=True)

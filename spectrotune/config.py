@@ -28,8 +28,11 @@ from typing import Any, ClassVar
 import yaml
 
 from spectrotune.errors import ConfigError
-from spectrotune.models.params import DEFAULT_MODEL, MODEL_NAMES, MODEL_PARAMS
-from spectrotune.schema import CONFIG, SPLITS
+from spectrotune.models.params import (  # noqa: F401  (ModelConfig, the model section, lives there)
+    DEFAULT_MODEL, MODEL_NAMES, MODEL_PARAMS, ModelConfig,
+)
+from spectrotune.schema import CONFIG, FRONTEND_LOGMEL, FRONTEND_MUSICNN, FRONTENDS, SPLITS
+from spectrotune.tracking.settings import TrackingConfig
 from spectrotune.typed_config import (
     apply_overrides,
     build,
@@ -39,7 +42,7 @@ from spectrotune.typed_config import (
     to_plain,
 )
 
-SHIPPED_CONFIGS = ("gtzan", "spotify", "demo", "sweep")
+SHIPPED_CONFIGS = ("gtzan", "spotify", "demo", "sweep", "musicnn", "gtzan-musicnn")
 
 
 def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
@@ -65,12 +68,21 @@ class HopConfig:
 
 @dataclass(frozen=True)
 class AudioConfig:
-    """Decoding and segmentation. Clips are resampled to ``sample_rate`` and cut into fixed windows."""
+    """Decoding and segmentation. Clips are resampled to ``sample_rate`` and cut into fixed windows.
+
+    ``pad``: how a clip shorter than one window (but at least ``min_seconds``) fills it: ``repeat`` loops the clip
+    (the default), ``zeros`` appends silence. Datasets and bundles written before the key existed were
+    zero-padded and read as :attr:`LEGACY_PAD`.
+    """
+
+    #: ``pad`` of a dataset manifest or bundle written before ``audio.pad`` existed.
+    LEGACY_PAD: ClassVar[str] = "zeros"
 
     sample_rate: int = 22050
     segment_seconds: float = 3.0
     hop_seconds: HopConfig = HopConfig()
     min_seconds: float = 1.0
+    pad: str = field(default="repeat", metadata=choices("repeat", "zeros"))
 
     def __post_init__(self) -> None:
         _positive("audio.sample_rate", self.sample_rate)
@@ -89,20 +101,28 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Log-mel parameters (librosa conventions) and the handcrafted feature vector for the baselines."""
+    """Log-mel parameters (librosa conventions) and the handcrafted feature vector for the baselines.
 
+    ``frontend``: ``logmel`` (dB, clamped ``top_db`` below each window's peak; ``null``: no clamp) or ``musicnn``
+    (``log10(10000 x mel power + 1)``, the pretrained musicnn models' input, ``configs/musicnn.yaml``; it has no
+    clamp, so ``top_db`` must be null). Datasets and bundles written before the key existed are ``logmel``."""
+
+    frontend: str = field(default=FRONTEND_LOGMEL, metadata=choices(*FRONTENDS))
     n_fft: int = 2048
     hop_length: int = 512
     n_mels: int = 128
     fmin: float = 0.0
     fmax: float | None = None
-    top_db: float = 80.0
+    top_db: float | None = 80.0
     handcrafted: bool = True
 
     def __post_init__(self) -> None:
         for key in ("n_fft", "hop_length", "n_mels"):
             _positive(f"features.{key}", getattr(self, key))
-        _positive("features.top_db", self.top_db)
+        if self.top_db is not None and self.frontend == FRONTEND_MUSICNN:
+            raise ConfigError(f"features.top_db={self.top_db!r}: the musicnn front end has no dB clamp; set it to null")
+        if self.top_db is not None:
+            _positive("features.top_db", self.top_db)
 
 
 @dataclass(frozen=True)
@@ -202,35 +222,6 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Which network and its hyperparameters (``None`` = the model's own default; see spectrotune.models.params).
-
-    The fields besides ``name`` are the union of :data:`MODEL_PARAMS` (a test keeps them equal)."""
-
-    name: str = field(default=DEFAULT_MODEL, metadata=choices(*MODEL_NAMES))
-    width: int | None = None
-    depth: int | None = None
-    dropout: float | None = None
-    hidden: int | None = None
-    layers: int | None = None
-
-    def __post_init__(self) -> None:
-        # A parameter the chosen model does not have is a mistake to report, not to drop: most often a shipped
-        # config sets it for another model (demo sets width/depth for cnn) and the name was switched.
-        takes = MODEL_PARAMS[self.name]
-        extra = {key: value for key, value in self.params().items() if key not in takes}
-        if extra:
-            given = ", ".join(f"model.{k}={v!r}" for k, v in extra.items())
-            unset = " ".join(f"--set model.{k}=null" for k in extra)
-            raise ConfigError(f"{given}: not a parameter of model {self.name!r} (its parameters: {', '.join(takes)}); "
-                              f"remove it from the config or add {unset}")
-
-    def params(self) -> dict[str, Any]:
-        """The hyperparameters that were set, for :func:`spectrotune.models.networks.build_model`."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "name" and v is not None}
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     """Training on Ray Train: optimisation, augmentation, scaling, checkpoints and fault tolerance."""
 
@@ -247,6 +238,10 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
+    # Transfer (a pretrained musicnn/vgg backbone; any model's `head` works): the head alone trains for freeze_epochs
+    # (backbone LR 0, its batch norms keep their statistics), then the backbone too, at lr x backbone_lr_scale.
+    freeze_epochs: int = 0
+    backbone_lr_scale: float = 1.0
     spec_augment: bool = False
     time_masks: int = 2
     time_width: int = 20
@@ -273,8 +268,9 @@ class TrainConfig:
             _positive(f"train.{key}", getattr(self, key))
         _positive("train.lr", self.lr)
         _positive("train.cpus_per_worker", self.cpus_per_worker)
+        _positive("train.backbone_lr_scale", self.backbone_lr_scale)
         for key in ("weight_decay", "warmup_epochs", "label_smoothing", "mixup_alpha", "patience", "max_failures",
-                    "shuffle_buffer", "prefetch_batches"):
+                    "shuffle_buffer", "prefetch_batches", "freeze_epochs"):
             _positive(f"train.{key}", getattr(self, key), allow_zero=True)
         if self.label_smoothing >= 1:
             raise ConfigError(f"train.label_smoothing: must be < 1, got {self.label_smoothing!r}")
@@ -282,11 +278,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Robustness evaluation: test clips re-noised with each kind at each SNR (dB)."""
+    """Robustness evaluation: test clips re-noised with each kind at each SNR (dB). ``baselines``: the handcrafted
+    feature models and, unless ``embeddings: none``, the same models on ``embedding_model``'s embeddings (``pool``:
+    max_pool + mean_pool, ``penultimate``: the 200-unit layer; :mod:`spectrotune.evaluation.embeddings`)."""
 
     noise_kinds: tuple[str, ...] = ("white", "pink")
     snr_db: tuple[float, ...] = (30.0, 20.0, 10.0, 0.0)
     baselines: bool = True
+    embeddings: str = field(default="pool", metadata=choices("pool", "penultimate", "none"))
+    embedding_model: str = field(default="MSD_musicnn", metadata=choices("MSD_musicnn", "MTT_musicnn"))
 
     def __post_init__(self) -> None:
         for kind in self.noise_kinds:
@@ -338,6 +338,7 @@ class Config:
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tune: TuneConfig = TuneConfig()
+    tracking: TrackingConfig = TrackingConfig()  # spectrotune.tracking.settings
     sources: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,8 +349,9 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def hash(self) -> str:
-        """Stable 12-hex-digit hash of the resolved config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable 12-hex-digit hash of the resolved config (``tracking`` left out: it does not change a run)."""
+        plain = {key: value for key, value in self.to_dict().items() if key != "tracking"}
+        blob = json.dumps(plain, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -46,6 +46,7 @@ import pyarrow.dataset as pads
 from spectrotune import storage
 from spectrotune.config import AudioConfig, FeatureConfig, NoiseConfig
 from spectrotune.errors import DatasetError
+from spectrotune.schema import FRONTEND_LOGMEL
 from spectrotune.typed_config import JsonRecord
 
 from spectrotune.schema import (  # noqa: F401  (the dataset's column and file names, read as D.TRACK_ID etc.)
@@ -145,7 +146,8 @@ class SourceInfo:
 @dataclass(frozen=True)
 class MelInfo:
     """The ``mel`` column: ``shape`` ``(n_mels, n_frames)``, what its ``values`` are, and the log-mel parameters
-    (Hz, samples, dB) and window length (s) it was computed with."""
+    (Hz, samples, dB; ``top_db`` None: no clamp) and window length (s) it was computed with; ``frontend`` is the
+    config's ``features.frontend`` (``logmel`` for manifests written before the key existed)."""
 
     shape: tuple[int, ...]
     values: str
@@ -155,8 +157,9 @@ class MelInfo:
     n_mels: int
     fmin: float
     fmax: float | None
-    top_db: float
+    top_db: float | None
     segment_seconds: float
+    frontend: str = FRONTEND_LOGMEL
 
 
 @dataclass(frozen=True)

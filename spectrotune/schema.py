@@ -22,6 +22,12 @@ FEATURES = "features"  #: float32 [len(FEATURE_NAMES)] handcrafted features for 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 CLEAN = "clean"  #: the variant name of rows without added noise
 
+# --- input front ends: features.frontend of a config, mel.frontend of a manifest, features.frontend of a bundle ---
+FRONTEND_LOGMEL = "logmel"  #: dB log-mel (spectrotune.audio.logmel): the default, and what data without the key holds
+#: log10(10000 x mel power + 1) at 16 kHz, the pretrained musicnn models' input (spectrotune.audio.musicnn_frontend)
+FRONTEND_MUSICNN = "musicnn"
+FRONTENDS: tuple[str, ...] = (FRONTEND_LOGMEL, FRONTEND_MUSICNN)
+
 # --- files of a prepared dataset ---------------------------------------------------------------------------------
 MANIFEST = "manifest.json"
 SHARDS = "data"

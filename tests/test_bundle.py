@@ -126,3 +126,15 @@ def test_metadata_of_another_format_or_shape_is_refused_by_name(tmp_path, change
     (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match=message):
         load_bundle(tmp_path / "b")
+
+
+def test_a_bundle_names_its_front_end_and_one_without_the_key_is_log_mel(tmp_path):
+    _save(tmp_path / "b")
+    meta = read_meta(tmp_path / "b").to_dict()
+    assert meta["features"].get("frontend", "logmel") == "logmel" and BundleMeta.from_dict(meta).recipe().log_mel.frontend == "logmel"
+    meta["features"] = {"frontend": "musicnn", "n_fft": 512, "hop_length": 256, "n_mels": 96, "top_db": None}
+    meta["audio"] = {"sample_rate": 16000, "segment_seconds": 2.992}
+    recipe = BundleMeta.from_dict(meta).recipe()
+    assert recipe.log_mel == LogMel(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, top_db=None,
+                                    frontend="musicnn")
+    assert recipe.log_mel(np.zeros((2, 47872), np.float32)).shape == (2, 96, 187)

@@ -139,3 +139,16 @@ def test_configs_saved_before_the_fault_hook_was_retired_still_load(tmp_path):
         assert not hasattr(config.train, "fault_kill_epoch")
     with pytest.raises(ConfigError, match=r"train.fault_kill_epoch was removed: .*SPECTROTUNE_TEST_KILL_EPOCH"):
         load_config("demo", overrides=["train.fault_kill_epoch=2"])
+
+
+def test_the_musicnn_front_end_has_no_db_clamp():
+    from spectrotune.errors import ConfigError
+
+    features = load_config("musicnn").features
+    assert (features.frontend, features.top_db, features.n_mels) == ("musicnn", None, 96)
+    assert load_config("gtzan-musicnn").features == features
+    assert load_config("demo").features.frontend == "logmel"
+    with pytest.raises(ConfigError, match="features.top_db=80.0: the musicnn front end has no dB clamp"):
+        load_config("musicnn", overrides=["features.top_db=80"])
+    with pytest.raises(ConfigError, match="features.frontend='mfcc' is not valid: expected one of logmel, musicnn"):
+        load_config("demo", overrides=["features.frontend=mfcc"])

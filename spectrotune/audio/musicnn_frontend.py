@@ -51,7 +51,8 @@ import numpy as np
 from spectrotune.audio.logmel import mel_filterbank
 from spectrotune.errors import ConfigError, InputError
 
-__all__ = ["MusicnnFrontend", "hann64", "musicnn_input", "musicnn_logmel", "musicnn_patches", "patch_start_seconds"]
+__all__ = ["MusicnnFrontend", "hann64", "musicnn_input", "musicnn_logmel", "musicnn_patches", "musicnn_windows",
+           "patch_start_seconds"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,33 @@ def musicnn_patches(logmel: np.ndarray, *, params: MusicnnFrontend = DEFAULT) ->
 def musicnn_input(y: np.ndarray, *, params: MusicnnFrontend = DEFAULT) -> tuple[np.ndarray, bool]:
     """:func:`musicnn_patches` of :func:`musicnn_logmel`: waveform [n_samples] -> (patches [P, 96, 187], padded)."""
     return musicnn_patches(musicnn_logmel(y, params=params), params=params)
+
+
+def musicnn_windows(segments: np.ndarray, *, params: MusicnnFrontend = DEFAULT) -> np.ndarray:
+    """The front end of fixed windows, each alone (how ``prepare`` and a bundle's recipe use it: ``features.frontend:
+    musicnn``): window ``i``'s :func:`musicnn_logmel`, its frames whose centre lies inside the window.
+
+    Parameters
+    ----------
+    segments : np.ndarray [shape=(n_segments, window), floating]
+        Windows at ``params.sr`` Hz (``window >= hop_length``).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_segments, n_mels, window // hop_length), dtype=float32]
+        For a window of ``n_frames * hop_length`` samples (2.992 s at 16 kHz for 187 frames) starting at a multiple
+        of that length, frames 1.. equal the whole file's :func:`musicnn_patches` patch; frame 0 is reflect-padded
+        at the window's own start instead of reading the previous window's samples.
+    """
+    a = np.asarray(segments)
+    if a.ndim != 2 or a.shape[1] < params.hop_length:
+        raise InputError(f"windows must be 2-D [n_segments, window] with window >= {params.hop_length} samples, got "
+                         f"shape {a.shape}")
+    n_frames = a.shape[1] // params.hop_length
+    out = np.empty((len(a), params.n_mels, n_frames), dtype=np.float32)
+    for i, window in enumerate(a):
+        out[i] = musicnn_logmel(window, params=params)[:, :n_frames]
+    return out
 
 
 def patch_start_seconds(n_patches: int, *, params: MusicnnFrontend = DEFAULT) -> np.ndarray:

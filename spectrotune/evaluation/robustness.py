@@ -41,8 +41,8 @@ class SourceUnavailable(SpectrotuneError):
 
 def check_compatible(bundle: Bundle, manifest: DatasetManifest, *, bundle_dir: Path | str, data_dir: Path | str,
                      log: Callable[[str], None]) -> None:
-    """The bundle must speak the dataset's labels and input shape (else :class:`~spectrotune.errors.DatasetError`);
-    differing log-mel settings only warn through ``log``."""
+    """The bundle must speak the dataset's labels, input shape and front end (else
+    :class:`~spectrotune.errors.DatasetError`); differing log-mel settings only warn through ``log``."""
     data_labels = list(manifest.labels)
     if bundle.labels != data_labels:
         raise DatasetError(f"bundle {bundle_dir} has labels {bundle.labels} but dataset {data_dir} has labels "
@@ -53,6 +53,9 @@ def check_compatible(bundle: Bundle, manifest: DatasetManifest, *, bundle_dir: P
         raise DatasetError(f"bundle {bundle_dir} expects input {list(bundle.input_shape)} (n_mels, n_frames) but "
                            f"dataset {data_dir} holds {shape}")
     data, ours = manifest.feature_config, bundle.recipe.log_mel
+    if data.frontend != ours.frontend:
+        raise DatasetError(f"bundle {bundle_dir} reads the {ours.frontend} front end but dataset {data_dir} holds "
+                           f"{data.frontend} (features.frontend); evaluate it on a dataset prepared like its own")
     differ = [k for k in LOG_MEL_KEYS if k in bundle.meta.features and getattr(data, k) != getattr(ours, k)]
     if differ:
         log(f"warning: the bundle's log-mel parameters differ from the dataset's in {differ}")

@@ -157,7 +157,7 @@ class Musicnn(nn.Module):
         frames = torch.cat([front, cnn1, cnn2, cnn3], dim=1)  # [B, 753, T]
         max_pool, mean_pool = frames.amax(dim=2), frames.mean(dim=2)
         # TF flattens concat([max, mean], axis=2) of [B, 753, 1] tensors: the two interleave.
-        pooled = torch.stack([max_pool, mean_pool], dim=2).reshape(len(frames), -1)
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # flatten(1): ONNX keeps the batch dynamic
         hidden = self.dropout_pool(self.bn_pool(pooled))
         penultimate = self.bn_dense(F.relu(self.dense(hidden)))
         logits = self.head(self.dropout_dense(penultimate))

@@ -54,7 +54,7 @@ class MusicnnVgg(nn.Module):
                 h = self.dropouts[i - 1](h)
             h = self.pools[i](self.bns[i](F.relu(self.convs[i](h))))
             features[f"pool{i + 1}"] = h.permute(0, 2, 3, 1)  # NHWC
-        flat = features["pool5"].reshape(len(h), -1)
+        flat = features["pool5"].flatten(1)  # not reshape(len(h), -1): ONNX export would fix the batch size
         if flat.shape[1] != self.flat:
             raise InputError(f"vgg: patches of {x.shape[-1]} frames give pool5 {tuple(h.shape[2:])} (time, mel), "
                              f"but the dense layer needs 2 x 1: feed 187-frame patches")

@@ -17,6 +17,12 @@ Models (pick one by name with :func:`build_model`):
 ``crnn``
     A conv front end that pools frequency by 4 and time by 2 (time only in the first two blocks), a
     bidirectional GRU over time, mean over time, dropout, linear head.
+``musicnn``, ``vgg``
+    The pretrained musicnn package's networks (:class:`~spectrotune.models.musicnn.Musicnn`,
+    :class:`~spectrotune.models.musicnn_vgg.MusicnnVgg`) with a head for ``n_classes``: input 96 mel bands of the
+    musicnn front end (``vgg``: exactly 187 frames). :func:`build_model` initialises them randomly (a bundle's
+    weights then load over them, so no cache is needed); training starts them from ``model.pretrained``
+    (:mod:`spectrotune.training.transfer`).
 
 The names and hyperparameters (their dataclasses, ranges and :func:`~spectrotune.models.params.model_params`) live
 in :mod:`spectrotune.models.params`; ONNX export in :mod:`spectrotune.models.export`.
@@ -48,7 +54,10 @@ import torch
 from torch import nn
 
 from spectrotune.errors import ConfigError, InputError
-from spectrotune.models.params import model_params
+from spectrotune.models.musicnn import N_MELS as MUSICNN_N_MELS
+from spectrotune.models.musicnn import Musicnn
+from spectrotune.models.musicnn_vgg import MusicnnVgg
+from spectrotune.models.params import MUSICNN_MODELS, model_params
 
 __all__ = [
     "MAX_CHANNELS",
@@ -278,7 +287,8 @@ class Crnn(nn.Module):
 
 
 #: The network class of each model name (the keys are :data:`~spectrotune.models.params.MODEL_NAMES`).
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"seed_cnn": SeedCnn, "cnn": Cnn, "crnn": Crnn}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"seed_cnn": SeedCnn, "cnn": Cnn, "crnn": Crnn, "musicnn": Musicnn,
+                                             "vgg": MusicnnVgg}
 
 
 def build_model(
@@ -295,12 +305,13 @@ def build_model(
     Parameters
     ----------
     name : str
-        One of :data:`~spectrotune.models.params.MODEL_NAMES` (``"seed_cnn"``, ``"cnn"``, ``"crnn"``).
+        One of :data:`~spectrotune.models.params.MODEL_NAMES` (``"seed_cnn"``, ``"cnn"``, ``"crnn"``, ``"musicnn"``,
+        ``"vgg"``).
     n_classes : int
         Number of genres (>= 2); the output is logits ``[batch, n_classes]``.
     n_mels : int
-        Mel bins of the input (>= :data:`MIN_N_MELS`). Only ``crnn`` depends on it (its GRU input size), but
-        every model records it as ``model.n_mels``.
+        Mel bins of the input (>= :data:`MIN_N_MELS`; 96 for ``musicnn`` / ``vgg``). Only ``crnn`` depends on it (its
+        GRU input size), but every model records it as ``model.n_mels``.
     params : Mapping[str, Any] or None
         Hyperparameter overrides, validated by :func:`~spectrotune.models.params.model_params`.
     norm_mean, norm_std : Tensor or ndarray [n_mels], optional
@@ -323,7 +334,14 @@ def build_model(
     for key, value, low in (("n_classes", n_classes, 2), ("n_mels", n_mels, MIN_N_MELS)):
         if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < low:
             raise ConfigError(f"bad value for {key}: {value!r} (must be an integer >= {low})")
-    net = MODEL_CLASSES[name](n_classes=int(n_classes), n_mels=int(n_mels), **resolved)
+    if name in MUSICNN_MODELS:
+        if int(n_mels) != MUSICNN_N_MELS:
+            raise ConfigError(f"model {name} reads {MUSICNN_N_MELS} mel bands (the musicnn front end), got "
+                              f"n_mels={n_mels}")
+        net = MODEL_CLASSES[name](int(n_classes))  # `pretrained` is where training starts, not the architecture
+        net.n_classes, net.n_mels = int(n_classes), int(n_mels)
+    else:
+        net = MODEL_CLASSES[name](n_classes=int(n_classes), n_mels=int(n_mels), **resolved)
     if (norm_mean is None) != (norm_std is None):
         raise ConfigError("give both norm_mean and norm_std, or neither")
     if norm_mean is None:

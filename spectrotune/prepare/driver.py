@@ -38,7 +38,7 @@ from spectrotune.dataset import (
     SourceInfo, Timings,
 )
 from spectrotune.errors import ConfigError, InputsFailedError, OutputExistsError
-from spectrotune.sources.kinds import SourceKind, source_kind
+from spectrotune.sources.kinds import LogMel, SourceKind, source_kind
 from spectrotune.sources.listing import SourceItem, list_source
 from spectrotune.sources.splits import assign_splits
 from spectrotune.prepare.task import BatchResult, merge_results, process_batch
@@ -102,6 +102,7 @@ def prepare(
     source = Path(source).absolute()  # the tasks may run in another folder (a Ray started elsewhere, a cluster)
     listing = list_source(source, kind=config.source.kind, group_by_song=config.split.kind != "folders")
     kind = source_kind(listing.kind)
+    kind.mel_shape(config)  # refuses a front end the kind cannot use (features.frontend) before any task starts
     splits, split_info = assign_splits(listing.items, config=config.split)
     labels = {genre: i for i, genre in enumerate(listing.genres)}
     items = [item for item in listing.items if item.track_id in splits]
@@ -241,9 +242,11 @@ def _manifest(*, config: Config, kind: SourceKind, source: Path, labels: list[st
         config=config.to_dict(),
         config_hash=config.hash(),
         labels=tuple(labels),
-        mel=MelInfo(shape=(n_mels, n_frames), values=kind.mel_values, sample_rate=config.audio.sample_rate,
-                    n_fft=f.n_fft, hop_length=f.hop_length, n_mels=n_mels, fmin=f.fmin, fmax=f.fmax,
-                    top_db=f.top_db, segment_seconds=config.audio.segment_seconds),
+        mel=MelInfo(shape=(n_mels, n_frames), values=kind.mel_values if not kind.has_audio else
+                    LogMel.from_config(f, sample_rate=config.audio.sample_rate).values,
+                    sample_rate=config.audio.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=n_mels,
+                    fmin=f.fmin, fmax=f.fmax, top_db=f.top_db, segment_seconds=config.audio.segment_seconds,
+                    frontend=f.frontend),
         features=FeaturesInfo(handcrafted=bool(f.handcrafted and kind.has_audio), on_variants=(CLEAN,)),
         noise=kind.noise_note(config.noise),
         variants=tuple(sorted(variants)),

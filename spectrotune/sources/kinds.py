@@ -30,8 +30,8 @@ import numpy as np
 from spectrotune.audio import io as audio
 from spectrotune.audio import logmel
 from spectrotune.audio import noise
-from spectrotune.errors import InputError
-from spectrotune.schema import CLEAN
+from spectrotune.errors import ConfigError, InputError
+from spectrotune.schema import CLEAN, FRONTEND_LOGMEL, FRONTEND_MUSICNN
 
 if TYPE_CHECKING:  # annotations only: the config and the bundle import this module, not the other way round
     from spectrotune.bundle import InputRecipe
@@ -169,7 +169,12 @@ def noisy_copies(
 class LogMel:
     """Log-mel parameters (librosa conventions): ``sample_rate`` Hz, ``n_fft`` and ``hop_length`` samples,
     ``n_mels`` bands from ``fmin`` to ``fmax`` Hz (``None``: Nyquist), clamped ``top_db`` dB below each window's
-    maximum (``None``: no clamp). The defaults are :func:`spectrotune.audio.logmel.log_mel`'s."""
+    maximum (``None``: no clamp). The defaults are :func:`spectrotune.audio.logmel.log_mel`'s.
+
+    ``frontend`` (the config's ``features.frontend``) says which compression: ``logmel``, dB
+    (:func:`spectrotune.audio.logmel.log_mel`), or ``musicnn``, the pretrained musicnn models' ``log10(10000 x mel
+    power + 1)`` with the same band parameters, each window alone, its frames whose centre lies inside it
+    (:func:`spectrotune.audio.musicnn_frontend.musicnn_windows`; ``top_db`` is then None)."""
 
     sample_rate: int = logmel.SR
     n_fft: int = logmel.N_FFT
@@ -178,11 +183,25 @@ class LogMel:
     fmin: float = 0.0
     fmax: float | None = None
     top_db: float | None = logmel.TOP_DB
+    frontend: str = FRONTEND_LOGMEL
 
     @classmethod
     def from_config(cls, config: FeatureConfig, *, sample_rate: int) -> LogMel:
         return cls(sample_rate, config.n_fft, config.hop_length, config.n_mels, config.fmin, config.fmax,
-                   config.top_db)
+                   config.top_db, config.frontend)
+
+    @property
+    def values(self) -> str:
+        """What the arrays hold, in words (the manifest's ``mel.values``)."""
+        return "log-mel dB" if self.frontend == FRONTEND_LOGMEL else "log10(10000 x mel power + 1) (musicnn)"
+
+    def musicnn_params(self) -> Any:
+        """These parameters as the musicnn front end's :class:`~spectrotune.audio.musicnn_frontend.MusicnnFrontend`."""
+        from spectrotune.audio.musicnn_frontend import MusicnnFrontend
+
+        fmax = self.sample_rate / 2 if self.fmax is None else self.fmax
+        return MusicnnFrontend(sr=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
+                               fmin=self.fmin, fmax=fmax)
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`spectrotune.audio.logmel.log_mel`."""
@@ -191,10 +210,16 @@ class LogMel:
 
     def n_frames(self, window: int) -> int:
         """Frames of the log-mel of a window of ``window`` samples."""
+        if self.frontend == FRONTEND_MUSICNN:
+            return window // self.hop_length
         return logmel.n_frames(window, hop_length=self.hop_length)
 
     def __call__(self, segments: np.ndarray) -> np.ndarray:
-        """Log-mel dB float32 [n_segments, n_mels, n_frames] of windows float32 [n_segments, window]."""
+        """Log-mel float32 [n_segments, n_mels, n_frames] (dB, or musicnn's) of windows float32 [n_segments, window]."""
+        if self.frontend == FRONTEND_MUSICNN:
+            from spectrotune.audio.musicnn_frontend import musicnn_windows
+
+            return musicnn_windows(segments, params=self.musicnn_params())
         return logmel.log_mel(segments, **self.kwargs())
 
 
@@ -279,7 +304,10 @@ class _Audio(SourceKind):
 
     def mel_shape(self, config: Config) -> tuple[int, int]:
         window = Windowing.from_config(config.audio, split="train").window
-        return config.features.n_mels, logmel.n_frames(window, hop_length=config.features.hop_length)
+        log_mel = LogMel.from_config(config.features, sample_rate=config.audio.sample_rate)
+        if log_mel.frontend == FRONTEND_MUSICNN:
+            log_mel.musicnn_params()  # its parameter checks (fmax <= sr / 2), before any task starts
+        return config.features.n_mels, log_mel.n_frames(window)
 
     def track_windows(self, item: SourceItem, *, split: str, config: Config, background: np.ndarray | None,
                       timer: Timer) -> TrackWindows:
@@ -326,6 +354,9 @@ class _Spotify(SourceKind):
         return is_image_file(path)
 
     def mel_shape(self, config: Config) -> tuple[int, int]:
+        if config.features.frontend != FRONTEND_LOGMEL:
+            raise ConfigError(f"features.frontend={config.features.frontend}: spotify images are spectrograms "
+                              f"already, with no audio for another front end; use {FRONTEND_LOGMEL}")
         return config.features.n_mels, config.image.n_frames
 
     def noise_note(self, config: NoiseConfig) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 from spectrotune import storage
 from spectrotune.config import Config
 from spectrotune.errors import ConfigError, SpectrotuneError
+from spectrotune.models.params import own_input_norm
 from spectrotune.training.checkpoint import read_spec, spec_difference
 from spectrotune.training.outputs import TrainResult, export_run, recording
 from spectrotune.training.plan import plan_run, run_name
@@ -93,8 +94,12 @@ def train(
     plan = plan_run(data, config=config)
     tc = config.train
     n_mels, n_frames = plan.input_shape
+    norm = "its own input batch norm" if own_input_norm(config.model.name) else "normalisation over the train split"
     log(f"training {config.model.name} on {plan.n_train} train rows ({len(plan.labels)} genres, input "
-        f"{n_mels}x{n_frames}); normalisation over the train split")
+        f"{n_mels}x{n_frames}); {norm}")
+    if plan.pretrained is not None:
+        log(f"backbone: pretrained {plan.pretrained.model} (sha256 {plan.pretrained.sha256[:12]}) from the cache, "
+            f"shipped to the workers; head only for {tc.freeze_epochs} epoch(s), backbone LR x {tc.backbone_lr_scale:g}")
 
     storage_root = storage.norm(tc.storage_path) if tc.storage_path else storage.join(out, "runs")
     name = run_name(config, plan.spec["data"])

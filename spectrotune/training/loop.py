@@ -10,6 +10,10 @@ Randomness: the dropout RNG, the augmentation generator and Ray Data's local shu
 ``(seed, rank, epoch)`` (:func:`~spectrotune.training.schedule.epoch_seed`), so a resumed run draws the same
 augmentation as an uninterrupted one would have.
 
+Transfer (:mod:`spectrotune.training.transfer`): a fresh run whose loop config carries ``pretrained`` (the driver's
+copy of the checkpoint) loads it into the backbone before training; the optimiser gets the head and backbone
+groups, and the backbone's batch norms stay in eval mode during the ``train.freeze_epochs`` head-only epochs.
+
 Fault injection for tests: when ``SPECTROTUNE_TEST_KILL_EPOCH`` is set in the driver's environment,
 :func:`~spectrotune.training.trainer.make_trainer` passes it to the workers (:func:`fault_epoch_from_env`) and
 rank 0 kills its own process once after that epoch's checkpoint (:func:`maybe_kill_worker`). Not a config key.
@@ -63,6 +67,7 @@ class WorkerRun:
     use_amp: bool
     generator: torch.Generator
     n_classes: int
+    frozen: bool = False  #: this epoch trains the head only (``train.freeze_epochs``): backbone batch norms in eval
 
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
@@ -71,7 +76,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     ``loop_config`` (built by :func:`~spectrotune.training.trainer.make_trainer`): ``config`` (the :class:`Config`),
     ``n_classes``, ``n_mels``, ``norm_mean``/``norm_std`` (float32 [n_mels]), ``steps_per_epoch``, ``spec`` (dict
     stored in checkpoints), ``run_dir`` (str, for the fault-injection marker), ``progress`` (bool: rank 0 prints one
-    line per epoch) and ``test_kill_epoch`` (int or None, tests only).
+    line per epoch), ``test_kill_epoch`` (int or None, tests only) and ``pretrained`` (the backbone's checkpoint,
+    :meth:`~spectrotune.training.transfer.PretrainedBackbone.to_loop`, or None).
     """
     import ray.train
 
@@ -87,6 +93,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         if stopped:
             break
         t0 = time.perf_counter()
+        run.frozen = epoch <= tc.freeze_epochs
         trained = train_one_epoch(run, train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch))
         metrics = {
             "epoch": epoch,
@@ -115,6 +122,7 @@ def start_worker_run(loop_config: dict[str, Any]) -> tuple[WorkerRun, dict[str, 
 
     from spectrotune.models.networks import build_model
     from spectrotune.models.params import model_params
+    from spectrotune.training.transfer import apply_backbone, lr_lambdas, param_groups
 
     config: Config = loop_config["config"]
     tc = config.train
@@ -138,15 +146,20 @@ def start_worker_run(loop_config: dict[str, Any]) -> tuple[WorkerRun, dict[str, 
                               "use another train.run_name")
         model.load_state_dict(weights)
         state.update({k: loaded[k] for k in RESUMED_KEYS})
+        if loaded.get("pretrained"):
+            state["pretrained"] = loaded["pretrained"]
+    elif loop_config.get("pretrained"):  # before DDP: every rank loads the same weights (and checks them)
+        state["pretrained"] = apply_backbone(model, loop_config["pretrained"])
     state["attempt"] = int(state["attempt"]) + 1
 
     model = ray.train.torch.prepare_model(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    groups = param_groups(model, tc)
+    optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
     steps_per_epoch = int(loop_config["steps_per_epoch"])
     total_steps, warmup_steps = tc.epochs * steps_per_epoch, round(tc.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps,
-                                          schedule=tc.schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambdas(
+        len(groups), lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps,
+                                            schedule=tc.schedule), freeze_steps=tc.freeze_epochs * steps_per_epoch))
     use_amp = bool(tc.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if loaded is not None:
@@ -166,11 +179,14 @@ def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -
     segment), ``train_seconds`` and ``samples_per_second``, summed over all workers (DDP all-reduce).
     """
     from spectrotune.training.augment import mixup, soft_cross_entropy, spec_augment
+    from spectrotune.training.transfer import freeze_batch_norm
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     run.generator.manual_seed(seed + 1)
     run.model.train()
+    if run.frozen:
+        freeze_batch_norm(run.model)
     # Accumulated on the device: converting every step would synchronise a GPU once per batch.
     loss_acc = torch.zeros((), dtype=torch.float64, device=run.device)
     correct_acc = torch.zeros((), dtype=torch.int64, device=run.device)

@@ -100,7 +100,7 @@ def export_run(
     history = run_history(result)
     best_checkpoint, best_metrics = pick_best(result)
     with best_checkpoint.as_directory() as directory:
-        weights, _, _ = read_checkpoint(Path(directory))
+        weights, state, _ = read_checkpoint(Path(directory))
     best_epoch = int(best_metrics["epoch"])
     best = next((h for h in history if int(h["epoch"]) == best_epoch), dict(best_metrics))
 
@@ -117,7 +117,8 @@ def export_run(
     log_text = train_log(driver_log, history, epochs=config.train.epochs, summary=summary)
     with storage.local_output(out, last=[f"{BUNDLE_DIR}/{BUNDLE_META}"]) as local:
         _write_outputs(local, plan=plan, config=config, model=model, params=params, labels=labels,
-                       best_epoch=best_epoch, best=best, history=history, log_text=log_text)
+                       best_epoch=best_epoch, best=best, history=history, log_text=log_text,
+                       pretrained=state.get("pretrained"))
     log(summary)
     return TrainResult(bundle=bundle, run_dir=run_dir if run_dir is not None else str(result.path),
                        metrics=dict(best), history=history)
@@ -157,7 +158,7 @@ def _audio_params(manifest: DatasetManifest) -> dict[str, Any]:
 
 def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.Module, params: Mapping[str, Any],
                    labels: list[str], best_epoch: int, best: Mapping[str, Any], history: list[dict[str, Any]],
-                   log_text: str) -> None:
+                   log_text: str, pretrained: Mapping[str, str] | None = None) -> None:
     from spectrotune.bundle import save_bundle
     from spectrotune.evaluation.plots import plot_learning_curves, save_figure
 
@@ -169,7 +170,9 @@ def _write_outputs(out: Path, *, plan: RunPlan, config: Config, model: torch.nn.
         input_shape=(n_mels, n_frames), source_kind=plan.manifest.source.kind,
         audio=_audio_params(plan.manifest), features=dataclasses.asdict(plan.manifest.feature_config),
         norm_mean=plan.norm_mean,
-        norm_std=plan.norm_std, metrics={"best_epoch": best_epoch, "best": best, "history": history},
+        norm_std=plan.norm_std, metrics={"best_epoch": best_epoch, "best": best, "history": history,
+                                         # the backbone the workers loaded, as they digested it (transfer only)
+                                         **({"pretrained": dict(pretrained)} if pretrained else {})},
         config=config.to_dict(), config_hash=config.hash(),
     )  # fmt: skip
     save_config(config, out)

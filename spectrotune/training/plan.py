@@ -7,8 +7,10 @@ accumulation). :func:`dataset_id` and :func:`run_name` give a run its identity: 
 continues the same run, and another config or another preparation starts a new one.
 
 Validation uses the valid split's clean rows (see :func:`valid_variants`); ``train.variants`` filters the train
-rows. Pure pyarrow and numpy, no ``ray`` (the Ray Datasets of a selection are made in
-:mod:`spectrotune.training.trainer`).
+rows. A model that cannot read the dataset (``musicnn`` on a log-mel dataset) is refused here, and a pretrained
+backbone (``model.pretrained``) is read from the cache here, in the driver (:mod:`spectrotune.training.transfer`);
+models with their own input batch norm get mean 0 / std 1 instead of per-mel statistics. Pure pyarrow, numpy and
+torch, no ``ray`` (the Ray Datasets of a selection are made in :mod:`spectrotune.training.trainer`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from spectrotune.config import Config
 from spectrotune.dataset import DatasetManifest, mel_array, read_manifest, shards_dir
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, MEL, TRACK_ID, VARIANT
+from spectrotune.models.params import own_input_norm, pretrained_of
 from spectrotune.training.checkpoint import model_spec
 from spectrotune.training.metrics import norm_stats
+from spectrotune.training.transfer import PretrainedBackbone, check_model_input, load_backbone
 
 __all__ = ["RowSelection", "RunPlan", "dataset_id", "plan_run", "run_name", "valid_variants"]
 
@@ -96,7 +100,10 @@ class RunPlan:
     norm_mean, norm_std : ndarray float32 [n_mels]
         Per-mel-bin normalisation statistics of the train rows.
     spec : dict
-        Model and data shape stored in every checkpoint (a resumed run must match it).
+        Model and data shape stored in every checkpoint (a resumed run must match it), and the pretrained
+        checkpoint's name and backbone digest when there is one.
+    pretrained : PretrainedBackbone or None
+        The backbone the workers start from (``model.pretrained``), read from the cache by the driver.
     """
 
     data: Path
@@ -111,6 +118,7 @@ class RunPlan:
     norm_mean: np.ndarray
     norm_std: np.ndarray
     spec: dict[str, Any]
+    pretrained: PretrainedBackbone | None = None
 
 
 def plan_run(
@@ -118,6 +126,7 @@ def plan_run(
     *,
     config: Config,
     tracks: Mapping[str, Sequence[str]] | None = None,
+    backbones: Mapping[str, PretrainedBackbone] | None = None,
 ) -> RunPlan:
     """Read the manifest, check the rows a run will use and compute their normalisation statistics.
 
@@ -132,16 +141,21 @@ def plan_run(
         put them (cross-validation folds). Train rows keep every variant allowed by ``train.variants``; valid
         rows are the ``clean`` variant only, like the dataset's own valid split. ``None``: the dataset's
         ``train`` and ``valid`` splits.
+    backbones : mapping, optional
+        Pretrained checkpoints already read (by a sweep's driver), by name; others are read from the cache.
 
     Raises
     ------
     DatasetError
         Not a prepared dataset, or no rows to train or validate on.
     ConfigError
-        ``train.variants`` names a variant the dataset does not have.
+        ``train.variants`` names a variant the dataset does not have, or the model cannot read the dataset.
+    InputError
+        ``model.pretrained`` names a checkpoint that is not in the cache.
     """
     data = storage.norm(data)
     manifest = read_manifest(data)
+    check_model_input(config, manifest)
     tc = config.train
     labels = manifest.labels
     n_mels, n_frames = manifest.input_shape
@@ -168,11 +182,19 @@ def plan_run(
         valid_rows = RowSelection(folders, tuple(sorted(tracks["valid"])), (CLEAN,), "valid")
     n_train = _check_rows(data, train_rows)
     n_valid = _check_rows(data, valid_rows)
-    norm_mean, norm_std, _ = _scan_rows(train_rows, n_mels=n_mels)
+    if own_input_norm(config.model.name):  # its input batch norm standardises (with pretrained statistics)
+        norm_mean, norm_std = np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
+    else:
+        norm_mean, norm_std, _ = _scan_rows(train_rows, n_mels=n_mels)
     spec = model_spec(config, labels=labels, input_shape=(n_mels, n_frames), data_id=dataset_id(manifest))
+    wanted = pretrained_of(config.model.name, config.model.params())
+    pretrained = (backbones or {}).get(wanted) if wanted else None
+    pretrained = pretrained or load_backbone(config, manifest)
+    if pretrained is not None:
+        spec["pretrained"] = {"model": pretrained.model, "backbone_sha256": pretrained.sha256}
     return RunPlan(data=data, config=config, manifest=manifest, labels=labels, input_shape=(n_mels, n_frames),
                    train_rows=train_rows, valid_rows=valid_rows, n_train=n_train, n_valid=n_valid,
-                   norm_mean=norm_mean, norm_std=norm_std, spec=spec)
+                   norm_mean=norm_mean, norm_std=norm_std, spec=spec, pretrained=pretrained)
 
 
 def dataset_id(manifest: DatasetManifest) -> str:

@@ -80,6 +80,8 @@ def make_trainer(
         "norm_std": plan.norm_std, "steps_per_epoch": max(1, math.ceil(rows_per_worker / tc.batch_size)),
         "spec": plan.spec, "run_dir": f"{storage_path.rstrip('/')}/{run_name}", "progress": progress,
         "test_kill_epoch": fault_epoch_from_env(),
+        # the backbone's checkpoint, read from the cache by this driver: workers need no cache
+        "pretrained": plan.pretrained.to_loop() if plan.pretrained is not None else None,
     }
     columns = {"train": [MEL, LABEL], "valid": [MEL, LABEL, TRACK_ID]}
     rows = {"train": plan.train_rows, "valid": plan.valid_rows}

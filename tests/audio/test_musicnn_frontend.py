@@ -109,3 +109,13 @@ def test_bad_parameters():
         MusicnnFrontend(n_frames=0)
     with pytest.raises(ConfigError, match="fmax"):
         MusicnnFrontend(fmax=9000.0)
+
+
+def test_windows_each_alone_keep_the_frames_centred_inside():
+    windows = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 187 * 256 + 100)).astype(np.float32)
+    out = fe.musicnn_windows(windows)
+    assert out.shape == (2, 96, 187) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[1], musicnn_logmel(windows[1])[:, :187])
+    assert fe.musicnn_windows(np.zeros((0, 512), np.float32)).shape == (0, 96, 2)
+    with pytest.raises(InputError, match=r"window >= 256 samples, got shape \(3, 100\)"):
+        fe.musicnn_windows(np.zeros((3, 100), np.float32))

@@ -16,7 +16,10 @@ from spectrotune.models.networks import (
     build_model,
     count_parameters,
 )
-from spectrotune.models.params import MODEL_NAMES, model_params
+from spectrotune.models.params import MODEL_NAMES, MUSICNN_MODELS, model_params
+
+# The shape-generic tests: musicnn / vgg read the musicnn front end's 96 x 187 patches only (tested at the end).
+LOGMEL_MODELS = tuple(name for name in MODEL_NAMES if name not in MUSICNN_MODELS)
 
 
 def test_every_model_name_has_a_network() -> None:
@@ -30,7 +33,7 @@ def _batch(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_output_is_logits_per_example(name: str, shape: tuple[int, int, int]) -> None:
     model = build_model(name, n_classes=7, n_mels=shape[1]).eval()
@@ -41,7 +44,7 @@ def test_output_is_logits_per_example(name: str, shape: tuple[int, int, int]) ->
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_channel_axis_input_gives_same_logits(name: str) -> None:
     model = build_model(name, n_classes=5, n_mels=64).eval()
     x = _batch((3, 64, 50))
@@ -49,7 +52,7 @@ def test_channel_axis_input_gives_same_logits(name: str) -> None:
         torch.testing.assert_close(model(x[:, None]), model(x))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 @pytest.mark.parametrize("shape", [(2, 64), (2, 2, 64, 50), (2, 1, 1, 64, 50)])
 def test_wrong_input_rank_is_input_error(name: str, shape: tuple[int, ...]) -> None:
     model = build_model(name, n_classes=5, n_mels=64)
@@ -63,7 +66,7 @@ def test_crnn_rejects_other_n_mels() -> None:
         model(torch.zeros(2, 128, 50))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_gradients_reach_every_parameter(name: str) -> None:
     model = build_model(name, n_classes=4, n_mels=64)
     loss = F.cross_entropy(model(_batch((4, 64, 40))), torch.tensor([0, 1, 2, 3]))
@@ -74,7 +77,7 @@ def test_gradients_reach_every_parameter(name: str) -> None:
         assert p.grad.abs().sum() > 0, pname
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_eval_mode_is_deterministic(name: str) -> None:
     model = build_model(name, n_classes=4, n_mels=64).eval()
     x = _batch((5, 64, 70))
@@ -89,7 +92,7 @@ def test_eval_mode_is_deterministic(name: str) -> None:
 OVERFIT_PARAMS = {"seed_cnn": {"dropout": 0.0}, "cnn": None, "crnn": None}
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_overfits_one_small_batch(name: str) -> None:
     torch.manual_seed(0)  # parameter initialisation uses torch's global generator
     x, y = _batch((16, 64, 64)), torch.arange(16) % 4
@@ -115,7 +118,7 @@ def test_unknown_model_name_lists_valid_names() -> None:
         build_model("resnet", n_classes=10)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_unknown_param_lists_valid_params(name: str) -> None:
     valid = ", ".join(model_params(name))
     with pytest.raises(ConfigError, match=f"'kernel'.*{valid}"):
@@ -151,7 +154,7 @@ def test_bad_shape_argument_is_config_error(key: str, value: object) -> None:
         build_model("cnn", **kwargs)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_resolved_params_rebuild_the_same_architecture(name: str) -> None:
     overrides = {"dropout": 0.2} if name == "seed_cnn" else {"width": 8, "depth": 2}
     first = build_model(name, n_classes=6, n_mels=64, params=overrides)
@@ -188,7 +191,7 @@ def test_normalize_needs_both_statistics() -> None:
         build_model("cnn", n_classes=3, n_mels=32, norm_mean=torch.zeros(32))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LOGMEL_MODELS)
 def test_normalized_state_dict_round_trips_exactly(name: str) -> None:
     rng = np.random.default_rng(0)
     mean, std = rng.normal(-40, 5, 64).astype(np.float32), rng.uniform(5, 15, 64).astype(np.float32)
@@ -212,3 +215,21 @@ def test_count_parameters_counts_elements() -> None:
     model = build_model("cnn", n_classes=10, n_mels=128, norm_mean=torch.zeros(128), norm_std=torch.ones(128))
     # The normalisation statistics are buffers, not parameters.
     assert count_parameters(model) == count_parameters(build_model("cnn", n_classes=10))
+
+
+@pytest.mark.parametrize("name", MUSICNN_MODELS)
+def test_musicnn_models_build_with_a_head_for_the_genres_and_round_trip(name: str) -> None:
+    """Random initialisation (a bundle's weights load over it: no cache needed), 96 bands only; the pretrained
+    checkpoint is where training starts (tests/training/test_transfer.py), not part of the architecture."""
+    torch.manual_seed(0)
+    model = build_model(name, n_classes=5, n_mels=96, params={"pretrained": "none"}, norm_mean=torch.zeros(96),
+                        norm_std=torch.ones(96))
+    assert isinstance(model, NormalizedClassifier) and model.net.head.out_features == 5 and model.n_mels == 96
+    x = _batch((3, 96, 187)).abs()
+    again = build_model(name, n_classes=5, n_mels=96, params=model_params(name), norm_mean=torch.zeros(96),
+                        norm_std=torch.ones(96))
+    again.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert model.eval()(x).shape == (3, 5) and torch.equal(again.eval()(x), model(x))
+    with pytest.raises(ConfigError, match=f"model {name} reads 96 mel bands .*got n_mels=128"):
+        build_model(name, n_classes=5, n_mels=128)

@@ -69,3 +69,29 @@ def test_the_chain_rebuilds_the_legacy_noisy_train_rows_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(mel[[v == "clean" for v in variants]], log_mel(segs))
     np.testing.assert_array_equal(mel[[v == "white@20dB" for v in variants]], log_mel(noisy.audio))
     assert [s for s, v in zip(rows.column(D.SNR_DB).to_pylist(), variants) if v != "clean"] == noisy.snr_db
+
+
+def test_the_musicnn_front_end_is_a_parameter_of_the_one_chain():
+    """configs/musicnn.yaml: 2.992-s windows at 16 kHz become musicnn's 96 x 187 patches (frames 1.. exactly those
+    of the whole file; frame 0 is reflect-padded at the window's own start); images refuse the front end."""
+    from spectrotune.audio.io import segment
+    from spectrotune.audio.musicnn_frontend import musicnn_logmel, musicnn_patches
+    from spectrotune.errors import ConfigError
+
+    config = load_config("musicnn")
+    assert AUDIO.mel_shape(config) == (96, 187)
+    log_mel = LogMel.from_config(config.features, sample_rate=config.audio.sample_rate)
+    assert (log_mel.frontend, log_mel.values) == ("musicnn", "log10(10000 x mel power + 1) (musicnn)")
+    y = np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 10).astype(np.float32)
+    w = Windowing.from_config(config.audio, split="test")
+    windows, _ = segment(y, sr=w.sample_rate, seconds=w.segment_seconds, hop_seconds=w.hop_seconds, pad=w.pad)
+    mel = log_mel(windows)
+    whole, _ = musicnn_patches(musicnn_logmel(y))
+    assert mel.shape == whole.shape == (3, 96, 187) and mel.dtype == np.float32
+    np.testing.assert_array_equal(mel[0], whole[0])
+    np.testing.assert_array_equal(mel[1:, :, 1:], whole[1:, :, 1:])
+    assert LogMel.from_config(load_config("demo").features, sample_rate=22050).values == "log-mel dB"
+    with pytest.raises(ConfigError, match="spotify images are spectrograms already.*use logmel"):
+        SPOTIFY.mel_shape(config)
+    with pytest.raises(ConfigError, match="fmax"):
+        AUDIO.mel_shape(load_config("musicnn", overrides=["features.fmax=9000"]))
