@@ -23,6 +23,7 @@ No ``ray`` and no ``mlflow`` here: the callback module and MLflow are imported o
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,8 +136,11 @@ class TrainTracking:
         return [TrainEpochs(self.target)]
 
     def _publish_tensorboard(self) -> None:
-        if self.tb_local is not None and self.tb_local.is_dir() and str(self.tb_local) != str(self.tb_published):
-            storage.copy_tree(self.tb_local, self.tb_published)
+        """Upload the event files when ``out`` is a URI (they were written to a local temporary folder)."""
+        if self.tb_local is not None and str(self.tb_local) != str(self.tb_published):
+            if self.tb_local.is_dir():
+                storage.copy_tree(self.tb_local, self.tb_published)
+            shutil.rmtree(self.tb_local.parent, ignore_errors=True)
 
     def finish(self, result: Any, *, out: str | Path) -> None:
         """After the bundle is written: best metrics, artifacts, the bundle's record, the run marked finished.
