@@ -46,7 +46,6 @@ import pyarrow.dataset as pads
 from spectrotune import storage
 from spectrotune.config import AudioConfig, FeatureConfig, NoiseConfig
 from spectrotune.errors import DatasetError
-from spectrotune.schema import FRONTEND_LOGMEL
 from spectrotune.typed_config import JsonRecord
 
 from spectrotune.schema import (  # noqa: F401  (the dataset's column and file names, read as D.TRACK_ID etc.)
@@ -146,8 +145,8 @@ class SourceInfo:
 @dataclass(frozen=True)
 class MelInfo:
     """The ``mel`` column: ``shape`` ``(n_mels, n_frames)``, what its ``values`` are, and the log-mel parameters
-    (Hz, samples, dB; ``top_db`` None: no clamp) and window length (s) it was computed with; ``frontend`` is the
-    config's ``features.frontend`` (``logmel`` for manifests written before the key existed)."""
+    (Hz, samples, dB; ``top_db`` None: no clamp) and window length (s) it was computed with (the front end is the
+    config's ``features.frontend``: :attr:`DatasetManifest.feature_config`)."""
 
     shape: tuple[int, ...]
     values: str
@@ -159,7 +158,6 @@ class MelInfo:
     fmax: float | None
     top_db: float | None
     segment_seconds: float
-    frontend: str = FRONTEND_LOGMEL
 
 
 @dataclass(frozen=True)

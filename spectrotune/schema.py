@@ -22,7 +22,7 @@ FEATURES = "features"  #: float32 [len(FEATURE_NAMES)] handcrafted features for 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 CLEAN = "clean"  #: the variant name of rows without added noise
 
-# --- input front ends: features.frontend of a config, mel.frontend of a manifest, features.frontend of a bundle ---
+# --- input front ends: features.frontend of a config (and of the config a manifest or a bundle saves) ---------
 FRONTEND_LOGMEL = "logmel"  #: dB log-mel (spectrotune.audio.logmel): the default, and what data without the key holds
 #: log10(10000 x mel power + 1) at 16 kHz, the pretrained musicnn models' input (spectrotune.audio.musicnn_frontend)
 FRONTEND_MUSICNN = "musicnn"

@@ -245,8 +245,7 @@ def _manifest(*, config: Config, kind: SourceKind, source: Path, labels: list[st
         mel=MelInfo(shape=(n_mels, n_frames), values=kind.mel_values if not kind.has_audio else
                     LogMel.from_config(f, sample_rate=config.audio.sample_rate).values,
                     sample_rate=config.audio.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=n_mels,
-                    fmin=f.fmin, fmax=f.fmax, top_db=f.top_db, segment_seconds=config.audio.segment_seconds,
-                    frontend=f.frontend),
+                    fmin=f.fmin, fmax=f.fmax, top_db=f.top_db, segment_seconds=config.audio.segment_seconds),
         features=FeaturesInfo(handcrafted=bool(f.handcrafted and kind.has_audio), on_variants=(CLEAN,)),
         noise=kind.noise_note(config.noise),
         variants=tuple(sorted(variants)),

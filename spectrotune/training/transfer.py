@@ -74,7 +74,7 @@ def check_model_input(config: Config, manifest: DatasetManifest) -> None:
     ``vgg`` 187 frames). Raises :class:`~spectrotune.errors.ConfigError` naming the model and what the data is."""
     name = config.model.name
     needed = frontend_of(name)
-    have = manifest.mel.frontend
+    have = manifest.feature_config.frontend
     if needed is not None and have != needed:
         raise ConfigError(f"model.name={name} reads the {needed} front end, but the dataset was prepared with "
                           f"features.frontend={have}: prepare it with configs/{needed}.yaml (spectrotune prepare "
@@ -105,7 +105,7 @@ def load_backbone(config: Config, manifest: DatasetManifest, *, cache: Any = Non
     if name is None:
         return None
     meta, tensors = read_pretrained(name, cache)
-    if manifest.mel.frontend == FRONTEND_LOGMEL:  # check_model_input refuses this first; kept for direct callers
+    if manifest.feature_config.frontend == FRONTEND_LOGMEL:  # check_model_input refuses this first; kept for direct callers
         raise ConfigError(f"model.pretrained={name} needs a dataset prepared with the musicnn front end")
     ours = LogMel.from_config(manifest.feature_config, sample_rate=manifest.audio_config.sample_rate).musicnn_params()
     differ = [k for k in FRONTEND_KEYS if float(getattr(ours, k)) != float(getattr(meta.frontend, k))]

@@ -31,7 +31,7 @@ def _manifest(*, musicnn: bool, n_frames: int = 187, **features) -> DatasetManif
              "top_db": None, "handcrafted": True, **features}
         data["config"]["features"] = f
         data["config"]["audio"] |= {"sample_rate": 16000, "segment_seconds": 2.992}
-        data["mel"] |= {"shape": [f["n_mels"], n_frames], "frontend": "musicnn", "sample_rate": 16000,
+        data["mel"] |= {"shape": [f["n_mels"], n_frames], "sample_rate": 16000,
                         **{k: f[k] for k in ("n_fft", "hop_length", "n_mels", "top_db")}}
     return DatasetManifest.from_dict(data, origin="test manifest")
 
@@ -47,7 +47,7 @@ def cache(musicnn_cache):
 
 def test_old_manifests_are_log_mel_and_musicnn_models_refuse_them():
     old = _manifest(musicnn=False)
-    assert old.mel.frontend == "logmel" and old.feature_config.frontend == "logmel"
+    assert old.feature_config.frontend == "logmel"
     for name in ("musicnn", "vgg"):
         with pytest.raises(ConfigError, match=f"model.name={name} reads the musicnn front end.*features.frontend="
                                               "logmel.*configs/musicnn.yaml"):

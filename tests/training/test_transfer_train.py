@@ -51,7 +51,7 @@ def _checkpoint_model(path):
 
 def test_the_dataset_holds_musicnn_patches_and_says_so(finetuned):
     manifest = json.loads((finetuned / "data" / "manifest.json").read_text())
-    assert manifest["mel"]["frontend"] == "musicnn" and manifest["mel"]["shape"] == [96, 187]
+    assert manifest["config"]["features"]["frontend"] == "musicnn" and manifest["mel"]["shape"] == [96, 187]
     assert manifest["mel"]["values"] == "log10(10000 x mel power + 1) (musicnn)" and manifest["mel"]["top_db"] is None
     assert manifest["variants"] == ["clean", "pink@10dB", "white@20dB"]
 
