@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--out", default=None, help="report folder (default: next to the bundle, report/)")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    _add_embedding_args(p)
     p.add_argument("--log-to", metavar="RUN_ID", default=None,
                    help="attach the report's metrics and plots to this MLflow run (default: the run that trained the "
                         "bundle, when it was tracked; 'none': attach nothing)")
@@ -192,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("baseline", help="classical baselines (RF, SVM, kNN, logistic regression)",
                        description="Fit the classical baselines on per-track handcrafted features of a prepared "
-                                   "dataset, or on Kaggle's features_30_sec.csv / features_3_sec.csv (grouped by "
+                                   "dataset (and an SVM and a logistic regression on its tracks' musicnn "
+                                   "embeddings), or on Kaggle's features_30_sec.csv / features_3_sec.csv (grouped by "
                                    "track so no track crosses splits).")
     p.add_argument("--data", default=None, help="prepared dataset: a folder or a URI (s3://...)")
     p.add_argument("--kaggle-csv", default=None, help="Kaggle GTZAN features CSV instead of a dataset")
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --kaggle-csv: how tracks are split (default fault_filtered)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="where baselines.json/.md go")
+    _add_embedding_args(p)
     p.set_defaults(func=commands.cmd_baseline)
 
     p = sub.add_parser("export", help="export a bundle's model to ONNX (needs spectrotune[onnx])",
@@ -270,6 +273,14 @@ def command_names() -> tuple[str, ...]:
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
     return tuple(sorted(commands.choices))
+
+
+def _add_embedding_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embeddings", choices=["pool", "penultimate", "none"], default="pool",
+                   help="also fit an SVM and a logistic regression on musicnn embeddings of the tracks: max_pool + "
+                        "mean_pool (default), the penultimate layer, or none (needs spectrotune fetch musicnn)")
+    p.add_argument("--embedding-model", choices=["MSD_musicnn", "MTT_musicnn"], default="MSD_musicnn",
+                   help="the pretrained model of --embeddings (default MSD_musicnn)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

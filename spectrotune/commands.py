@@ -91,7 +91,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spectrotune.evaluation.evaluate import evaluate
     from spectrotune.evaluation.report import headline
 
-    config = EvaluateConfig(baselines=not args.no_baselines)
+    config = EvaluateConfig(baselines=not args.no_baselines, embeddings=args.embeddings,
+                            embedding_model=args.embedding_model)
     report = evaluate(args.bundle, args.data, out=args.out, config=config, log_to=args.log_to,
                       tracking_uri=args.tracking_uri, strict_tracking=args.strict_tracking)
     print(headline(report))
@@ -131,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from spectrotune.errors import DatasetError
     from spectrotune.evaluation.baseline_data import load_dataset_features
     from spectrotune.evaluation.baselines import run_baselines, write_baseline_report
     from spectrotune.evaluation.kaggle_csv import load_kaggle_csv
@@ -140,15 +142,29 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.kaggle_csv):
         raise SpectrotuneError("give exactly one of --data DIR or --kaggle-csv FILE")
+    notes: list[str] = []
     if args.data:
-        tracks = load_dataset_features(args.data)
+        from spectrotune.evaluation.embeddings import embedding_baselines
+
         out = args.out or storage.join(args.data, "_baselines")
+        try:
+            results = run_baselines(load_dataset_features(args.data), seed=args.seed)
+        except DatasetError as e:  # e.g. features.handcrafted: false; the embeddings may still run
+            results, notes = {}, [f"handcrafted-feature baselines not run: {e}."]
+        # the musicnn embeddings of the dataset's tracks beside the handcrafted features (Ray Data)
+        emb = embedding_baselines(args.data, model=args.embedding_model, layer=args.embeddings, seed=args.seed)
+        results |= emb.get("results", {})
+        notes += [] if emb["available"] else [f"musicnn embeddings not run: {emb['reason']}."]
+        if not results:
+            raise DatasetError(" ".join(notes))
     else:
         tracks = load_kaggle_csv(args.kaggle_csv, split=args.split, seed=args.seed)
         out = Path(args.out) if args.out else Path(args.kaggle_csv).with_suffix("").parent / "baselines"
-    results = run_baselines(tracks, seed=args.seed)
-    write_baseline_report(results, out)
-    print(baselines_markdown(results))
+        results = run_baselines(tracks, seed=args.seed)
+        if args.embeddings != "none":
+            notes = ["musicnn embeddings not run: a feature CSV has no audio (they need --data DIR)."]
+    write_baseline_report(results, out, notes=notes)
+    print(baselines_markdown(results, notes=notes))
     print(f"written to {out}")
     return 0
 

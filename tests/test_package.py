@@ -29,6 +29,7 @@ RAY_MODULES = {
     "runtime", "prepare.driver", "predict.batch", "training.trainer", "training.driver", "training.loop",
     "tuning.schedulers", "tuning.trial", "tuning.sweep", "tuning.cv",
     "predict.tag_batch",
+    "evaluation.embeddings",
     "tracking.callbacks",
     "serving.app",
 }

@@ -1,4 +1,5 @@
-"""Classical baselines (scikit-learn) on the 57 handcrafted Kaggle-GTZAN features, split by track.
+"""Classical baselines (scikit-learn) on the 57 handcrafted Kaggle-GTZAN features (or any per-track feature columns,
+such as the musicnn embeddings of :mod:`spectrotune.evaluation.embeddings`: ``features=``), split by track.
 
 The CNN is only worth its cost if it beats what a random forest or an SVM does with the classic feature
 vector, measured the same way. This module makes that comparison honest:
@@ -116,7 +117,8 @@ def make_model(name: str, *, seed: int = 0, **params: float) -> Any:
     return Pipeline([("scale", StandardScaler()), ("model", estimator)])
 
 
-def fit_baseline(tracks: pd.DataFrame, name: str, *, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def fit_baseline(tracks: pd.DataFrame, name: str, *, seed: int = 0,
+                 features: Sequence[str] = FEATURE_NAMES) -> tuple[Any, dict[str, Any]]:
     """Fit one baseline on the train tracks, pick its hyperparameter on valid, score it on test.
 
     Parameters
@@ -129,6 +131,8 @@ def fit_baseline(tracks: pd.DataFrame, name: str, *, seed: int = 0) -> tuple[Any
         One of :data:`BASELINES`.
     seed : int
         Seed of the random forest.
+    features : sequence of str
+        The feature columns (default the 57 handcrafted :data:`~spectrotune.schema.FEATURE_NAMES`).
 
     Returns
     -------
@@ -142,7 +146,7 @@ def fit_baseline(tracks: pd.DataFrame, name: str, *, seed: int = 0) -> tuple[Any
     from sklearn.metrics import accuracy_score
 
     _check_model_names([name])
-    data = _split_arrays(tracks)
+    data = _split_arrays(tracks, features)
     x_train, y_train = data["train"]
     x_valid, y_valid = data["valid"]
     x_test, y_test = data["test"]
@@ -179,7 +183,7 @@ def fit_baseline(tracks: pd.DataFrame, name: str, *, seed: int = 0) -> tuple[Any
 
 
 def run_baselines(
-    tracks: pd.DataFrame, *, seed: int = 0, models: Sequence[str] = BASELINES
+    tracks: pd.DataFrame, *, seed: int = 0, models: Sequence[str] = BASELINES, features: Sequence[str] = FEATURE_NAMES
 ) -> dict[str, dict[str, Any]]:
     """Fit and score every baseline in ``models`` on a track table (see :func:`fit_baseline`).
 
@@ -193,6 +197,8 @@ def run_baselines(
         Seed of the random forest; results are identical for equal seeds and data.
     models : sequence of str
         Names from :data:`BASELINES`, in the order of the returned dict.
+    features : sequence of str
+        The feature columns (see :func:`fit_baseline`).
 
     Returns
     -------
@@ -211,10 +217,10 @@ def run_baselines(
     if isinstance(models, str):
         models = [models]
     _check_model_names(models)
-    _split_arrays(tracks)  # validate once before spending time on fits
+    _split_arrays(tracks, features)  # validate once before spending time on fits
     results: dict[str, dict[str, Any]] = {}
     for name in models:
-        _, results[name] = fit_baseline(tracks, name, seed=seed)
+        _, results[name] = fit_baseline(tracks, name, seed=seed, features=features)
         logger.info("baseline %s: test accuracy %.3f", name, results[name]["test_accuracy"])
     return results
 
@@ -227,9 +233,10 @@ def _check_model_names(models: Sequence[str]) -> None:
         raise ConfigError(f"no baseline models given; choose from {list(BASELINES)}")
 
 
-def _split_arrays(tracks: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{split: (features float64 [n, 57], labels int64 [n])}`` with rows sorted by track_id."""
-    required = (TRACK_ID, LABEL, SPLIT, *FEATURE_NAMES)
+def _split_arrays(tracks: pd.DataFrame, features: Sequence[str] = FEATURE_NAMES
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{split: (features float64 [n, len(features)], labels int64 [n])}`` with rows sorted by track_id."""
+    required = (TRACK_ID, LABEL, SPLIT, *features)
     missing = [c for c in required if c not in tracks.columns]
     if missing:
         raise DatasetError(f"track table lacks column(s) {missing[:5]}{'...' if len(missing) > 5 else ''}")
@@ -237,7 +244,7 @@ def _split_arrays(tracks: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
     if unknown:
         raise DatasetError(f"track table has unknown split name(s) {unknown}; expected {list(SPLITS)}")
     ordered = tracks.sort_values(TRACK_ID, kind="stable")
-    x = ordered[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    x = ordered[list(features)].to_numpy(dtype=np.float64)
     if not np.isfinite(x).all():
         raise DatasetError("track table has non-finite feature values")
     y = ordered[LABEL].to_numpy(dtype=np.int64)
@@ -258,9 +265,10 @@ def _split_arrays(tracks: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
 
 
 def write_baseline_report(
-    results: Mapping[str, Mapping[str, Any]], out_dir: str | os.PathLike[str]
+    results: Mapping[str, Mapping[str, Any]], out_dir: str | os.PathLike[str], *, notes: Sequence[str] = ()
 ) -> tuple[Path, Path]:
-    """Write ``baselines.json`` and ``baselines.md`` into ``out_dir`` (created if needed).
+    """Write ``baselines.json`` and ``baselines.md`` into ``out_dir`` (created if needed); ``notes`` (lines, e.g. why
+    the musicnn embeddings did not run) follow the table in ``baselines.md`` and are ``notes`` in the JSON.
 
     Each local file is written aside and renamed into place, so a reader never sees half a report; existing
     reports in ``out_dir`` are replaced. ``out_dir`` may be a URI.
@@ -272,6 +280,6 @@ def write_baseline_report(
     """
     json_path = storage.join(out_dir, "baselines.json")
     md_path = storage.join(out_dir, "baselines.md")
-    storage.write_text(md_path, baselines_markdown(results))
-    storage.write_json(json_path, results)
+    storage.write_text(md_path, baselines_markdown(results, notes=notes))
+    storage.write_json(json_path, {**results, **({"notes": list(notes)} if notes else {})})
     return json_path, md_path

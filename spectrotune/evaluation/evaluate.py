@@ -16,14 +16,16 @@ Everything is measured on the test tracks, which training never saw (splits are 
   what prepare would have written. If the source is gone, the report says so instead of failing; image
   (Spotify) sources have no audio to add noise to, so robustness does not apply to them;
 - **baselines**: random forest / SVMs / kNN / logistic regression on the dataset's handcrafted features
-  (:func:`spectrotune.evaluation.baselines.run_baselines`), next to the CNN.
+  (:func:`spectrotune.evaluation.baselines.run_baselines`), and an RBF SVM and logistic regression on the pretrained
+  musicnn embeddings of every track (``evaluate.embeddings``; Ray Data, :mod:`spectrotune.evaluation.embeddings`;
+  without ``spectrotune fetch musicnn`` the report says so in one line), next to the CNN.
 
 Writes ``report.json``, ``report.md`` and the PNGs into ``out`` (default: a ``report`` folder beside the bundle).
 When the bundle records the MLflow run that trained it (or with ``--log-to RUN_ID``), the report's metrics and
 files are attached to that run (:func:`spectrotune.tracking.runs.attach_report`).
 The scores come from :mod:`~spectrotune.evaluation.scores`, the text from :mod:`~spectrotune.evaluation.report`
 and the figures from :mod:`~spectrotune.evaluation.plots`; this module reads the inputs and puts them together.
-No ``ray``.
+No ``ray`` here (the embedding baselines start it in :mod:`~spectrotune.evaluation.embeddings`).
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def evaluate(
 
     robustness = measure_robustness(bundle, manifest, data_dir=data_dir, config=config, clean=scores,
                                     test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
-    baselines = _baselines(data_dir, manifest, enabled=config.baselines, log=log)
+    baselines = _baselines(data_dir, manifest, config=config, log=log)
 
     with storage.local_output(out, last=[REPORT_JSON]) as local:
         report = _write_report(local, bundle=bundle, bundle_dir=bundle_dir, data_dir=data_dir, manifest=manifest,
@@ -197,20 +199,33 @@ def _write_report(out: Path, *, bundle: Bundle, bundle_dir: Path | str, data_dir
 # Baselines
 
 
-def _baselines(data_dir: Path, manifest: DatasetManifest, *, enabled: bool, log: Callable[[str], None]) -> dict:
-    if not enabled:
+def _baselines(data_dir: Path, manifest: DatasetManifest, *, config: EvaluateConfig,
+               log: Callable[[str], None]) -> dict:
+    """Handcrafted-feature baselines (``available``/``results``) and, in ``embeddings``, those on musicnn embeddings
+    (:mod:`spectrotune.evaluation.embeddings`: Ray Data; without the musicnn cache, a one-line ``reason``)."""
+    if not config.baselines:
         return {"available": False, "reason": "disabled (evaluate.baselines: false)"}
     from spectrotune.evaluation.baseline_data import load_dataset_features
     from spectrotune.evaluation.baselines import run_baselines
+    from spectrotune.evaluation.embeddings import embedding_baselines
 
     try:
         tracks = load_dataset_features(data_dir)
         results = run_baselines(tracks, seed=manifest.seed)
+        log("baselines: " + ", ".join(f"{m} {r['test_accuracy']:.3f}" for m, r in results.items()))
+        out: dict[str, Any] = {"available": True, "results": {m: _brief(r) for m, r in results.items()}}
     except DatasetError as e:
         log(f"baselines skipped: {e}")
-        return {"available": False, "reason": str(e)}
-    log("baselines: " + ", ".join(f"{m} {r['test_accuracy']:.3f}" for m, r in results.items()))
-    return {"available": True, "results": {
-        m: {"test_accuracy": r["test_accuracy"], "test_macro_f1": r["test_macro_f1"],
+        out = {"available": False, "reason": str(e)}
+    emb = embedding_baselines(data_dir, model=config.embedding_model, layer=config.embeddings, seed=manifest.seed,
+                              log=log)
+    if not emb["available"]:
+        log(f"musicnn embeddings not run: {emb['reason']}")
+    out["embeddings"] = {**emb, "results": {m: _brief(r) for m, r in emb["results"].items()}} if emb["available"] \
+        else emb
+    return out
+
+
+def _brief(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"test_accuracy": r["test_accuracy"], "test_macro_f1": r["test_macro_f1"],
             "valid_accuracy": r.get("valid_accuracy"), "params": r.get("params"), "n_test": r.get("n_test")}
-        for m, r in results.items()}}

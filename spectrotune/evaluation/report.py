@@ -8,7 +8,7 @@ Numbers are printed with three decimals, missing ones as an em dash. No ``ray``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spectrotune.schema import CONFUSION_PNG
@@ -29,11 +29,18 @@ def headline(report: Mapping[str, Any]) -> str:
     if rob.get("available") and rob.get("results"):
         worst = min(rob["results"], key=lambda r: (r["snr_db"], r["clip_accuracy"]))
         extra.append(f"at {worst['variant']}: {worst['clip_accuracy']:.3f}")
-    base = report.get("baselines") or {}
-    if base.get("available") and base.get("results"):
-        name, best = max(base["results"].items(), key=lambda kv: kv[1]["test_accuracy"])
+    results = _baseline_results(report.get("baselines") or {})
+    if results:
+        name, best = max(results.items(), key=lambda kv: kv[1]["test_accuracy"])
         extra.append(f"best baseline {name}: {best['test_accuracy']:.3f}")
     return line + ("\n" + "; ".join(extra) if extra else "")
+
+
+def _baseline_results(base: Mapping[str, Any]) -> dict[str, Any]:
+    """Every baseline that ran: the handcrafted-feature models, then those on musicnn embeddings."""
+    emb = base.get("embeddings") or {}
+    return {**(base.get("results") or {} if base.get("available") else {}),
+            **(emb.get("results") or {} if emb.get("available") else {})}
 
 
 def number(value: Any) -> str:
@@ -77,16 +84,18 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             lines += ["", f"![robustness]({files['robustness']})"]
     lines.append("")
 
-    lines += ["## Baselines (handcrafted features, clip level)", ""]
+    lines += ["## Baselines (clip level: handcrafted features, musicnn embeddings)", ""]
     base = report["baselines"]
     lines += ["| model | test accuracy | test macro F1 |", "|---|---:|---:|",
               (f"| **CNN ({model.get('name', 'bundle')})** | **{number(report['clip_accuracy'])}** | "
                f"**{number(report['macro_f1'])}** |")]
-    if base.get("available"):
-        for name, r in base["results"].items():
-            lines.append(f"| {name} | {number(r['test_accuracy'])} | {number(r['test_macro_f1'])} |")
-    else:
+    for name, r in _baseline_results(base).items():
+        lines.append(f"| {name} | {number(r['test_accuracy'])} | {number(r['test_macro_f1'])} |")
+    if not base.get("available"):
         lines += ["", f"Baselines not run: {base.get('reason')}."]
+    emb = base.get("embeddings")
+    if emb and not emb.get("available"):
+        lines += ["", f"musicnn embeddings not run: {emb.get('reason')}."]
     lines.append("")
 
     lines += ["## Training", ""]
@@ -103,8 +112,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
 # Baselines report
 
 
-def baselines_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """A Markdown table of :func:`run_baselines` results, one row per model, in the given order.
+def baselines_markdown(results: Mapping[str, Mapping[str, Any]], *, notes: Sequence[str] = ()) -> str:
+    """A Markdown table of :func:`run_baselines` results, one row per model, in the given order, then ``notes``.
 
     Accuracies and macro-F1 are per track, printed with three decimals; a missing validation score is
     printed as an em dash.
@@ -128,4 +137,6 @@ def baselines_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
             str(result.get("n_test", "—")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"

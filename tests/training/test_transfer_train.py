@@ -87,3 +87,17 @@ def test_the_bundle_predicts_and_exports_without_a_cache(finetuned, tmp_path, mo
     assert main(["export", str(finetuned / "run" / "bundle"), "--onnx", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
     assert not (tmp_path / "no-cache").exists()
+
+
+def test_evaluate_puts_the_embedding_baselines_of_the_datasets_own_patches_beside_it(finetuned, musicnn_cache,
+                                                                                     monkeypatch, capsys):
+    monkeypatch.setenv("SPECTROTUNE_CACHE", str(musicnn_cache))
+    assert main(["evaluate", str(finetuned / "run" / "bundle"), "--data", str(finetuned / "data")]) == 0
+    report = json.loads((finetuned / "run" / "report" / "report.json").read_text())
+    emb = report["baselines"]["embeddings"]
+    assert emb["available"] and emb["source"] == "dataset" and (emb["layer"], emb["dimensions"]) == ("pool", 1506)
+    assert set(emb["results"]) == {"MSD_musicnn embeddings (pool) + svm_rbf",
+                                   "MSD_musicnn embeddings (pool) + logistic_regression"}
+    assert report["baselines"]["available"] is False  # prepared with features.handcrafted=false: said, not hidden
+    md = (finetuned / "run" / "report" / "report.md").read_text()
+    assert "| MSD_musicnn embeddings (pool) + logistic_regression |" in md and "Baselines not run:" in md
