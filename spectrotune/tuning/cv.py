@@ -32,6 +32,7 @@ from spectrotune.dataset import open_dataset
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, GENRE, SCORE, SPLIT, TRACK_ID, VARIANT
 from spectrotune.sources.splits import stratified_folds
+from spectrotune.tuning.plan import trial_backbones
 from spectrotune.tuning.results import STATUS_NONE, all_failed, collect_rows, markdown_table, tracking_summary
 from spectrotune.tuning.space import FOLD_KEY
 from spectrotune.tuning.sweep import (check_sources, open_tracking, resolve_run, run_published, run_tuner,
@@ -183,7 +184,8 @@ def _cross_validate(config: Config, *, out: Path, published: Path | str, folds: 
     else:
         assignment = {s: stratified_folds(cv_tracks(sources[s]), k=folds, seed=config.seed) for s in names}
     spec, concurrency = start_trials(run, sources=sources, out=out, folds=assignment,
-                                     extra_state={"folds_k": folds, "folds": assignment}, log=log)
+                                     extra_state={"folds_k": folds, "folds": assignment},
+                                     backbones=trial_backbones(config, [], sources), log=log)
     tracking = open_tracking(run, spec, out=out, published=published, log=log)
     tc = config.tune
     cv_config = dataclasses.replace(config, tune=dataclasses.replace(tc, search="grid", num_samples=1))

@@ -18,6 +18,11 @@ Resources. A trial's training workers ask Ray Train for ``tune.cpus_per_trial / 
 one CPU for Ray Data's read tasks (:data:`RESERVED_CPUS`), so trials never wait on each other for resources on a
 small machine (on a 2-CPU machine: one trial at a time with the defaults).
 
+Models and data. A sweep may pick ``model.name`` among ``cnn``, ``crnn``, ``musicnn`` and ``vgg``; every model it can
+pick must read every source's dataset (:func:`trial_backbones`: ``musicnn``/``vgg`` need sources prepared with the
+musicnn front end, which ``cnn``/``crnn`` read too), and the pretrained checkpoints the trials start from are read
+here, in the sweep's driver, and reach the trials in their :class:`SweepSpec` (no trial node needs the cache).
+
 Pure Python: no ``ray`` (paths go through :mod:`spectrotune.storage`).
 """
 
@@ -37,7 +42,7 @@ from typing import Any
 from spectrotune import storage
 from spectrotune.config import Config
 from spectrotune.errors import ConfigError
-from spectrotune.tuning.space import FOLD_KEY, SOURCE_KEY, apply_params
+from spectrotune.tuning.space import FOLD_KEY, SOURCE_KEY, Dimension, apply_params
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ __all__ = [
     "save_state",
     "storage_root",
     "sweep_name",
+    "trial_backbones",
     "trial_concurrency",
 ]
 
@@ -90,6 +96,8 @@ class SweepSpec:
         What each of a trial's ``train.num_workers`` training workers asks Ray Train for.
     folds : dict, optional
         Cross-validation only: per source, the ``k`` track-id lists of the folds.
+    backbones : dict
+        The pretrained checkpoints trials start from, by name (:func:`trial_backbones`).
     """
 
     config: dict[str, Any]
@@ -98,6 +106,7 @@ class SweepSpec:
     cpus_per_worker: float
     gpus_per_worker: float
     folds: dict[str, list[list[str]]] | None = None
+    backbones: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def runs(self) -> str:
@@ -139,6 +148,43 @@ class SweepSpec:
     def write_done(self, trial_id: str, history: Sequence[Mapping[str, Any]]) -> None:
         """Record that the trial's Train run finished with these epochs (a resumed trial re-reports them)."""
         storage.write_bytes(storage.join(self.trial_state(trial_id), DONE), json.dumps(list(history)).encode())
+
+
+def trial_backbones(config: Config, dims: Sequence[Dimension], sources: Mapping[str, str]) -> dict[str, Any]:
+    """Check every ``model.name`` (and ``model.pretrained``) a sweep can pick against every source's dataset, and
+    read the checkpoints those models start from (``{name: PretrainedBackbone}``) from the cache, here.
+
+    Raises
+    ------
+    ConfigError
+        A model that cannot read a source's dataset (``musicnn`` on a log-mel dataset), naming both.
+    InputError
+        A checkpoint is not in the cache (``spectrotune fetch musicnn``).
+    """
+    from spectrotune.dataset import read_manifest
+    from spectrotune.models.params import MODEL_PARAMS, pretrained_of
+    from spectrotune.training.transfer import check_model_input, load_backbone
+
+    def candidates(key: str, default: Any) -> list[Any]:
+        dim = next((d for d in dims if d.key == key), None)
+        return list(dim.candidates()) if dim is not None else [default]
+
+    base, found = config.to_dict(), {}
+    for source, path in sources.items():
+        manifest = read_manifest(path)
+        for name in candidates("model.name", config.model.name):
+            for chosen in candidates("model.pretrained", None) if "pretrained" in MODEL_PARAMS[name] else [None]:
+                trial = apply_params(base, {"model.name": name, **({"model.pretrained": chosen} if chosen else {})},
+                                     origin="tune.space")
+                try:
+                    check_model_input(trial, manifest)
+                except ConfigError as e:
+                    raise ConfigError(f"tune.space: source {source} ({path}): {e}; sweep each model over sources "
+                                      "prepared for it") from e
+                backbone = load_backbone(trial, manifest)  # the front-end check for every source
+                if backbone is not None:
+                    found.setdefault(pretrained_of(name, trial.model.params()), backbone)
+    return found
 
 
 def save_state(experiment: str, payload: Mapping[str, Any]) -> None:

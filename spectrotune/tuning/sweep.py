@@ -55,6 +55,7 @@ from spectrotune.tuning.plan import (
     save_state,
     storage_root,
     sweep_name,
+    trial_backbones,
     trial_concurrency,
 )
 from spectrotune.tuning.space import Dimension, max_epochs, parse_space, space_sources, validate_space
@@ -228,7 +229,7 @@ def check_sources(sources: Mapping[str, str], names: Sequence[str], log: Callabl
 
 def start_trials(run: SweepRun, *, sources: Mapping[str, str], out: Path,
                  folds: dict[str, list[list[str]]] | None = None, extra_state: Mapping[str, Any] | None = None,
-                 log: Callable[[str], None]) -> tuple[SweepSpec, int]:
+                 backbones: Mapping[str, Any] | None = None, log: Callable[[str], None]) -> tuple[SweepSpec, int]:
     """The setup a sweep and a cross-validation share once their inputs are known: start Ray, fit the
     concurrency to the cluster, make the trials' spec, and save the run's state on its first start.
 
@@ -243,6 +244,8 @@ def start_trials(run: SweepRun, *, sources: Mapping[str, str], out: Path,
         CV: per source, the fold track lists.
     extra_state : mapping, optional
         Further entries of the saved state (CV: ``folds_k`` and ``folds``).
+    backbones : mapping, optional
+        The pretrained checkpoints the trials start from (:func:`~spectrotune.tuning.plan.trial_backbones`).
 
     Returns
     -------
@@ -261,7 +264,7 @@ def start_trials(run: SweepRun, *, sources: Mapping[str, str], out: Path,
     workers = config.train.num_workers
     spec = SweepSpec(config=config.to_dict(), sources=dict(sources), experiment=run.path,
                      cpus_per_worker=tc.cpus_per_trial / workers, gpus_per_worker=tc.gpus_per_trial / workers,
-                     folds=folds)
+                     folds=folds, backbones=dict(backbones or {}))
     out.mkdir(parents=True, exist_ok=True)
     if run.state is None:
         save_state(run.path, {"kind": run.kind, "name": run.name, "config": config.to_dict(), **(extra_state or {}),
@@ -341,7 +344,8 @@ def _sweep(config: Config, *, out: Path, published: Path | str, resume: str | No
     run = resolve_run(config, out=published, resume=resume, kind="sweep", folds=None, log=log)
     config, name, path = run.config, run.name, run.path
     dims, names, sources = _sweep_inputs(config, log)
-    spec, concurrency = start_trials(run, sources=sources, out=out, log=log)
+    spec, concurrency = start_trials(run, sources=sources, out=out, backbones=trial_backbones(config, dims, sources),
+                                     log=log)
     tracking = open_tracking(run, spec, out=out, published=published, log=log)
     tc = config.tune
     asha = tc.scheduler == "asha"
@@ -389,8 +393,9 @@ def _export_best(rows: Sequence[Mapping[str, Any]], spec: SweepSpec, names: Sequ
         final = out / results.BEST_DIR / source
         partial = storage.staging_sibling(final)  # written aside, then renamed onto the old export
         try:
-            export_run(plan_run(data, config=config), Result.from_path(str(storage.join(spec.runs, row["trial_id"]))),
-                       partial, run_dir=None, log=lambda _: None)
+            export_run(plan_run(data, config=config, backbones=spec.backbones),
+                       Result.from_path(str(storage.join(spec.runs, row["trial_id"]))), partial, run_dir=None,
+                       log=lambda _: None)
             storage.replace_dir(partial, final)
             tracking.record_bundle(row["trial_id"], final / BUNDLE_DIR)
         finally:

@@ -69,7 +69,7 @@ def run_trial(params: dict[str, Any], *, spec: SweepSpec) -> None:
             ray.tune.report(metrics)
         return
     config, data, tracks = spec.trial_inputs(params)
-    plan = plan_run(data, config=config, tracks=tracks)
+    plan = plan_run(data, config=config, tracks=tracks, backbones=spec.backbones)  # checkpoints: the sweep driver's
     gpus = spec.gpus_per_worker
     trainer = make_trainer(
         plan, run_name=trial_id, storage_path=spec.runs, callbacks=[TuneReportCallback()], progress=False,

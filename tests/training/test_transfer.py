@@ -4,13 +4,11 @@ fine-tune through `spectrotune train` is tests/training/test_transfer_train.py).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from musicnn_manifests import manifest_dict
 
 from spectrotune.config import load_config
 from spectrotune.dataset import DatasetManifest
@@ -20,20 +18,8 @@ from spectrotune.models.networks import build_model
 from spectrotune.models.params import PRETRAINED
 from spectrotune.training import transfer as T
 
-OLD_MANIFEST = Path(__file__).parents[1] / "data" / "main-325b798" / "dataset" / "manifest.json"
-
-
 def _manifest(*, musicnn: bool, n_frames: int = 187, **features) -> DatasetManifest:
-    """The real manifest of main 325b798 (no front-end key: log-mel), or made into a musicnn-front-end one."""
-    data = json.loads(OLD_MANIFEST.read_text())
-    if musicnn:
-        f = {"frontend": "musicnn", "n_fft": 512, "hop_length": 256, "n_mels": 96, "fmin": 0.0, "fmax": None,
-             "top_db": None, "handcrafted": True, **features}
-        data["config"]["features"] = f
-        data["config"]["audio"] |= {"sample_rate": 16000, "segment_seconds": 2.992}
-        data["mel"] |= {"shape": [f["n_mels"], n_frames], "sample_rate": 16000,
-                        **{k: f[k] for k in ("n_fft", "hop_length", "n_mels", "top_db")}}
-    return DatasetManifest.from_dict(data, origin="test manifest")
+    return DatasetManifest.from_dict(manifest_dict(musicnn=musicnn, n_frames=n_frames, **features), origin="test")
 
 
 def _config(*extra: str):

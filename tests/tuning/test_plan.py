@@ -35,3 +35,27 @@ def test_concurrency_is_capped_to_what_the_cluster_holds(wanted, cpus, gpus, clu
 def test_a_trial_larger_than_the_cluster_is_refused(cpus, gpus):
     with pytest.raises(ConfigError, match="no trial could start"):
         trial_concurrency(wanted=1, cpus_per_trial=cpus, gpus_per_trial=gpus, cluster={"CPU": 2, "GPU": 1})
+
+
+def test_a_sweep_over_every_model_reads_its_checkpoints_here_and_refuses_a_source_they_cannot_read(
+        tmp_path, musicnn_cache, monkeypatch):
+    """cnn, crnn, musicnn and vgg all train on a musicnn-front-end source, the two checkpoints they start from read
+    once by the sweep's driver; a log-mel source is refused for musicnn, naming the source."""
+    from musicnn_manifests import write_manifest
+
+    from spectrotune.tuning.plan import trial_backbones
+    from spectrotune.tuning.space import parse_space, validate_space
+
+    monkeypatch.setenv("SPECTROTUNE_CACHE", str(musicnn_cache))
+    musicnn, logmel = write_manifest(tmp_path / "m", musicnn=True), write_manifest(tmp_path / "l", musicnn=False)
+    config = load_config("musicnn", overrides=["model.pretrained=null", f"sources.gtzan_musicnn={musicnn}",
+                                               "tune.space={model.name: {grid: [cnn, crnn, musicnn, vgg]}}"])
+    dims = parse_space(config.tune.space)
+    validate_space(config, dims)
+    backbones = trial_backbones(config, dims, dict(config.sources))
+    assert sorted(backbones) == ["MSD_musicnn", "MSD_vgg"]
+    assert [b.model for b in backbones.values()] == list(backbones) and all(len(b.sha256) == 64 for b in backbones.values())
+    with pytest.raises(ConfigError, match=r"tune.space: source gtzan \(.*/l\): model.name=musicnn reads the musicnn "
+                                          "front end, but the dataset was prepared with features.frontend=logmel"):
+        trial_backbones(config, dims, {"gtzan_musicnn": str(musicnn), "gtzan": str(logmel)})
+    assert trial_backbones(load_config("demo"), [], {"gtzan": str(logmel)}) == {}  # cnn: nothing to read
