@@ -15,11 +15,19 @@ during each side's run; the table then has a mean-utilisation column.
     python bench/train.py                         # 10 genres x 10 tracks x 30 s, 4 epochs, cnn defaults
     python bench/train.py --epochs 3 --json
     python bench/train.py --gpu --batch-size 128  # on a machine with a GPU
+
+``--musicnn`` compares models instead of loops, both through Ray Train on one corpus: fine-tuning the pretrained
+``MSD_musicnn`` (``configs/musicnn.yaml``: its dataset of 96 x 187 musicnn patches at 16 kHz; epoch 1 trains the head
+only, the later ones the whole network with the backbone at a tenth of the LR) side by side with the from-scratch
+``cnn`` of the demo config on its own 128 x 130 log-mel dataset. Needs ``spectrotune fetch musicnn`` first.
+
+    python bench/train.py --musicnn --genres 4 --tracks 4 --seconds 9 --epochs 3 --set noise.enabled=false
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -89,19 +97,23 @@ class GpuSampler:
         return float(np.mean(self.samples)) if self.samples else None
 
 
-def make_dataset(workdir: Path, *, genres: int, tracks: int, seconds: float) -> Path:
-    """The prepared dataset for this corpus size, made once per size under ``workdir``."""
+def make_dataset(workdir: Path, *, genres: int, tracks: int, seconds: float, config: str = "demo",
+                 overrides: tuple[str, ...] = ()) -> Path:
+    """The prepared dataset for this corpus size and shipped config, made once per size under ``workdir``."""
     from spectrotune.prepare.driver import prepare
     from spectrotune.sources.synth.corpus import generate_corpus
 
     tag = f"g{genres}-t{tracks}-s{seconds:g}"
-    data = workdir / f"data-{tag}"
+    data = workdir / (f"data-{tag}" if config == "demo" and not overrides else
+                      f"data-{config}-{tag}-{hashlib.sha256(repr(overrides).encode()).hexdigest()[:8]}")
     if (data / D.MANIFEST).is_file():
         return data
     corpus = workdir / f"corpus-{tag}"
     t0 = time.perf_counter()
-    generate_corpus(corpus, genres=genres, tracks=tracks, seconds=seconds, seed=0)
-    prepare(corpus, data, config=load_config("demo"), overwrite=True, progress=False, log=lambda _: None)
+    if not corpus.is_dir():
+        generate_corpus(corpus, genres=genres, tracks=tracks, seconds=seconds, seed=0)
+    prepare(corpus, data, config=load_config(config, overrides=list(overrides)), overwrite=True, progress=False,
+            log=lambda _: None)
     print(f"made dataset {data} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return data
 
@@ -190,6 +202,37 @@ def summarise(run: dict[str, Any], *, epochs: int) -> dict[str, float]:
     }
 
 
+def compare_musicnn(args: argparse.Namespace) -> None:
+    """``--musicnn``: fine-tuning samples/s of MSD_musicnn and of the from-scratch cnn, both through Ray Train."""
+    common = [f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", "train.patience=0",
+              f"train.cpus_per_worker={args.cpus}", f"train.use_gpu='{'true' if args.gpu else 'false'}'",
+              "train.num_workers=1", *args.set]
+    prep = tuple(o for o in args.set if o.split("=")[0].split(".")[0] in ("noise", "audio", "features", "split"))
+    cases = {"from-scratch cnn (demo config)": "demo", "MSD_musicnn fine-tune (configs/musicnn.yaml)": "musicnn"}
+    rows = {}
+    for name, shipped in cases.items():
+        data = make_dataset(args.workdir, genres=args.genres, tracks=args.tracks, seconds=args.seconds, config=shipped,
+                            overrides=prep)
+        config = load_config(shipped, overrides=common)
+        run = ray_train(data, args.workdir / f"ray-out-{shipped}", config=config)
+        h = run["history"]
+        later = h[1:] or h
+        rows[name] = {"input": "x".join(map(str, D.read_manifest(data).input_shape)), "rows": run["rows"],
+                      "epoch_1": h[0]["samples"] / h[0]["train_seconds"],
+                      "later": sum(e["samples"] for e in later) / sum(e["train_seconds"] for e in later),
+                      "wall_seconds": run["wall_seconds"], "clip_accuracy": h[-1]["valid_clip_accuracy"]}
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{args.epochs} epochs, batch {args.batch_size}, {args.cpus:g} CPU thread(s), "
+          f"{'cuda' if args.gpu else 'cpu'}, torch {torch.__version__}")
+    print("| model | input | train rows | epoch 1 samples/s | epochs 2..N samples/s | wall s | valid clip acc |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['input']} | {r['rows']} | {r['epoch_1']:.1f} | {r['later']:.1f} | "
+              f"{r['wall_seconds']:.1f} | {r['clip_accuracy']:.3f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genres", type=int, default=10)
@@ -203,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", action="store_true", help="train on CUDA and sample GPU utilisation")
     parser.add_argument("--workdir", type=Path, default=Path("bench/out/train"))
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--musicnn", action="store_true",
+                        help="compare fine-tuning MSD_musicnn with the from-scratch cnn (see the docstring)")
     args = parser.parse_args(argv)
 
     from spectrotune.runtime import init_ray
@@ -210,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     args.workdir = args.workdir.absolute()
     args.workdir.mkdir(parents=True, exist_ok=True)
     init_ray()
+    if args.musicnn:
+        compare_musicnn(args)
+        return
     data = make_dataset(args.workdir, genres=args.genres, tracks=args.tracks, seconds=args.seconds)
     config = load_config("demo", overrides=[
         f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", "train.patience=0",
