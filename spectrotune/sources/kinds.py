@@ -14,7 +14,8 @@ branching on the kind's name.
 The audio chain decode -> segment -> noise -> log-mel is written once, here: :func:`cut_windows`,
 :func:`noisy_copies` and :class:`LogMel`. Prepare's tasks, evaluate's robustness rebuild, inspect's WAV export
 and predict all call it, so each of them rebuilds prepare's rows bit for bit, short clips padded the same way
-(:attr:`Windowing.pad`, the config's ``audio.pad``). Pure numpy; no ``ray``.
+(:attr:`Windowing.pad`, the config's ``audio.pad``) and compressed by the same front end (:attr:`LogMel.frontend`,
+the config's ``features.frontend``: dB log-mel, or the pretrained musicnn models' input). Pure numpy; no ``ray``.
 """
 
 from __future__ import annotations
