@@ -3,8 +3,10 @@ command of this environment, and ``spectrotune`` run as a command."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,17 +26,48 @@ def free_port() -> int:
 
 
 def mlflow_command() -> str:
-    beside = Path(sys.executable).parent / "mlflow"  # the test extra's console script, in this environment
-    found = str(beside) if beside.is_file() else shutil.which("mlflow")
-    if not found:
-        raise RuntimeError("the `mlflow` command is missing: pip install -e '.[test]'")
-    return found
+    """The ``mlflow`` command of an environment of its own for the tracking server the tests start.
+
+    This environment holds only the MLflow client (the test extra's mlflow-skinny): the full ``mlflow`` package,
+    which the server needs, pins pyarrow<26 while spectrotune needs pyarrow>=26. So the server gets a virtual
+    environment of its own with ``mlflow`` at the client's version, made once with pip (the registry must be
+    reachable: this fails with pip's reason otherwise, it never skips) and kept in ~/.cache/spectrotune-tests.
+    """
+    from importlib.metadata import version
+
+    release = version("mlflow-skinny")
+    home = Path(os.environ.get("SPECTROTUNE_TEST_CACHE", Path.home() / ".cache" / "spectrotune-tests"))
+    venv = home / f"mlflow-server-{release}"
+    command = venv / "bin" / "mlflow"
+    if (venv / "installed").is_file() and command.is_file():
+        return str(command)
+    shutil.rmtree(venv, ignore_errors=True)  # a half-made one from an interrupted run
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    for step in ([sys.executable, "-m", "venv", str(venv)],
+                 [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"mlflow=={release}"]):
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not make the MLflow server environment ({' '.join(step)}):\n"
+                               f"{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    (venv / "installed").write_text(release)
+    return str(command)
 
 
-def spectrotune(*args: object, env: dict[str, str] | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
-    """``spectrotune ARGS...`` as a user types it (``python -m spectrotune``), output captured."""
-    return subprocess.run([sys.executable, "-m", "spectrotune", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, check=False, env={**os.environ, **(env or {})})
+def spectrotune(*args: object, timeout: int = 400) -> subprocess.CompletedProcess:
+    """``spectrotune ARGS...`` as a user types it (``python -m spectrotune``), output captured. A command that needs
+    Ray starts its own local one, as on a user's machine (``RAY_ADDRESS`` is not passed on); it runs in its own
+    process group, ended by that group's id afterwards (any Ray process it left behind goes with it)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "spectrotune", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def sets(*items: str) -> list[str]:

@@ -3,8 +3,7 @@ section types them; a rerun continuing the same MLflow run; an unreachable serve
 result); ``--strict-tracking``.
 
 Each ``train`` costs one Ray Train fit (~20 s on 2 cores): the module runs three (train, its resumption, the run
-against an unreachable server). The commands join the session's Ray (``RAY_ADDRESS``), as ``ray job submit``
-drivers join a cluster.
+against an unreachable server); each ``spectrotune train`` command starts its own local Ray, as a user's does.
 """
 
 from __future__ import annotations
@@ -28,11 +27,10 @@ LEGACY = Path(__file__).resolve().parents[1] / "data" / "main-325b798"
 def tracked(tracked_data, mlflow_server, client, ray_session, tmp_path_factory):
     """train (1 epoch), evaluate, train again with 2 epochs (the same run name resumes): what each left."""
     out = tmp_path_factory.mktemp("tracked") / "out"
-    env = {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     settings = [*TINY, "train.run_name=tracked", f"tracking.mlflow_uri={mlflow_server}",
                 "tracking.experiment=tracking-tests", "tracking.tags={team: audio}", "tracking.log_bundle=true"]
     first = spectrotune("train", "demo", "--data", tracked_data, "--out", out, "--no-progress",
-                        *sets(*settings, "train.epochs=1"), env=env)
+                        *sets(*settings, "train.epochs=1"))
     assert first.returncode == 0, first.stderr[-3000:]
     record = read_record(out / "runs" / "tracked")
     after_first = {"status": client.get_run(record.run_id).info.status,
@@ -40,7 +38,7 @@ def tracked(tracked_data, mlflow_server, client, ray_session, tmp_path_factory):
     evaluated = spectrotune("evaluate", out / "bundle", "--data", tracked_data, "--no-baselines")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     second = spectrotune("train", "demo", "--data", tracked_data, "--out", out, "--no-progress",
-                         *sets(*settings, "train.epochs=2"), env=env)
+                         *sets(*settings, "train.epochs=2"))
     assert second.returncode == 0, second.stderr[-3000:]
     return {"out": out, "record": record, "after_first": after_first, "first": first, "second": second,
             "evaluated": evaluated}

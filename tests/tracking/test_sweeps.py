@@ -2,8 +2,8 @@
 the sweep's parent run, with the sampled parameters, per-epoch metrics and final status; the best bundle's
 evaluation on the parent; one TensorBoard folder per trial under ``OUT/tb``.
 
-A two-trial sweep run as the README types it (2 x 2 epochs, ASHA stops the diverging one; the command joins the
-session's Ray) and a two-fold cross-validation (2 x 1 epoch); the end-of-sweep bookkeeping (statuses, including a
+A two-trial sweep run as the README types it (2 x 2 epochs, ASHA stops the diverging one; the command starts its
+own local Ray) and a two-fold cross-validation (2 x 1 epoch); the end-of-sweep bookkeeping (statuses, including a
 failed trial) is also checked alone, without Ray.
 """
 
@@ -31,13 +31,12 @@ def _children(client, parent):
 
 
 def test_sweep_logs_nested_trial_runs_with_status_and_the_best_evaluation(tracked_data, mlflow_server, client,
-                                                                         ray_session, tmp_path):
+                                                                         tmp_path):
     out = tmp_path / "out"
     done = spectrotune("tune", "demo", "--out", out, "--no-progress", *sets(
         *TINY, f"sources.audio={tracked_data}", "train.epochs=2", "tune.search=grid", "tune.num_samples=1",
         "tune.grace_period=1", "tune.reduction_factor=2", "tune.space={train.lr: {grid: [0.01, 1.0e+6]}}",
-        "tune.name=tracked-sweep", f"tracking.mlflow_uri={mlflow_server}"),
-        env={"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address})
+        "tune.name=tracked-sweep", f"tracking.mlflow_uri={mlflow_server}"))
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out / "results.csv", newline="") as f:
         rows = {float(r["train.lr"]): r for r in csv.DictReader(f)}
