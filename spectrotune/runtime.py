@@ -148,6 +148,15 @@ def keep_loopback_node_address():
             ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
+def _is_loopback(address: str) -> bool:
+    """Whether a Ray GCS address (``host:port``) names this machine's loopback (a ``ray://`` client address never
+    does here: Ray Client runs no local services)."""
+    if "://" in address:
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def init_ray(*, num_cpus: int | None = None) -> None:
     """Connect to ``RAY_ADDRESS`` if set, else start a local Ray bound to loopback (no-op if already up).
 
@@ -165,7 +174,14 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        address = os.environ["RAY_ADDRESS"]
+        if _is_loopback(address):
+            # A head on this machine bound to loopback (the README's local head, a test's Ray): this driver's own
+            # services must be on 127.0.0.1 too, or Ray swaps in the machine's address and cannot reach the head.
+            with keep_loopback_node_address():
+                ray.init(address=address, _node_ip_address=LOOPBACK, log_to_driver=True)
+        else:
+            ray.init(address=address, log_to_driver=True)
         return
     with keep_loopback_node_address():
         # address="local": a new Ray of its own even when `ray start` left a cluster address in Ray's temp folder
