@@ -85,7 +85,7 @@ def test_cli_evaluate_predict_and_export_work_on_the_trained_bundle(flow, tmp_pa
                  "--no-baselines"]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["baselines"]["available"] is False  # --no-baselines
-    assert f"clip accuracy {report['clip_accuracy']:.3f}" in capsys.readouterr().out
+    assert f"clip accuracy {report['clip_accuracy']:.3f}" in capsys.readouterr().err  # messages: stderr
 
     wav = sorted((base / "corpus" / "genres_original").rglob("*.wav"))[0]
     short = tmp_path / "short.wav"  # 1 s stereo at 44.1 kHz: resampled, mixed down, padded to one window
@@ -95,10 +95,11 @@ def test_cli_evaluate_predict_and_export_work_on_the_trained_bundle(flow, tmp_pa
     out_csv = tmp_path / "preds.csv"
     assert main(["predict", str(bundle), str(wav), str(short), str(broken), "--top-k", "2", "--no-ray",
                  "--output", str(out_csv)]) == 0
-    printed = capsys.readouterr().out
-    assert "padded" in printed and "1 file(s) could not be predicted" in printed and str(broken) in printed
+    captured = capsys.readouterr()  # results on stdout, messages on stderr
+    assert "padded" in captured.out and str(broken) in captured.out
+    assert "1 file(s) could not be predicted" in captured.out + captured.err
     rows = out_csv.read_text().splitlines()
-    assert rows[0].startswith("path,status,reason,padded,n_segments,top1,p1,top2,p2") and len(rows) == 4
+    assert rows[0].startswith("path,status,reason,padded,silent,n_segments,top1,p1,top2,p2") and len(rows) == 4
 
     onnx_file = tmp_path / "model.onnx"
     assert main(["export", str(bundle), "--onnx", str(onnx_file)]) == 0
