@@ -267,8 +267,8 @@ def _split_arrays(tracks: pd.DataFrame, features: Sequence[str] = FEATURE_NAMES
 def write_baseline_report(
     results: Mapping[str, Mapping[str, Any]], out_dir: str | os.PathLike[str], *, notes: Sequence[str] = ()
 ) -> tuple[Path, Path]:
-    """Write ``baselines.json`` and ``baselines.md`` into ``out_dir`` (created if needed); ``notes`` (lines, e.g. why
-    the musicnn embeddings did not run) follow the table in ``baselines.md`` and are ``notes`` in the JSON.
+    """Write ``baselines.json`` (model name -> result, nothing else) and ``baselines.md`` into ``out_dir`` (created if
+    needed); ``notes`` (lines, e.g. why the musicnn embeddings did not run) follow the table in ``baselines.md``.
 
     Each local file is written aside and renamed into place, so a reader never sees half a report; existing
     reports in ``out_dir`` are replaced. ``out_dir`` may be a URI.
@@ -281,5 +281,5 @@ def write_baseline_report(
     json_path = storage.join(out_dir, "baselines.json")
     md_path = storage.join(out_dir, "baselines.md")
     storage.write_text(md_path, baselines_markdown(results, notes=notes))
-    storage.write_json(json_path, {**results, **({"notes": list(notes)} if notes else {})})
+    storage.write_json(json_path, results)
     return json_path, md_path
