@@ -120,7 +120,33 @@ class _MidLayer(nn.Module):
         return self.bn(F.relu(self.conv(F.pad(x, (3, 3)))))
 
 
-class Musicnn(nn.Module):
+class PretrainedNet(nn.Module):
+    """What the musicnn and vgg ports share: ``_forward(x) -> (logits, features)`` is theirs; logits, the taggram,
+    the features, and swapping the output layer (:attr:`head`) for transfer learning are the same for both."""
+
+    head: nn.Linear  # and each subclass defines _forward(x) -> (logits, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [batch, n_classes] of log-mel patches [batch, 96, T] (T = 187 for vgg)."""
+        return self._forward(x)[0]
+
+    def features(self, x: torch.Tensor) -> MusicnnOutput:
+        """Logits, taggram (sigmoid) and every intermediate feature of :class:`MusicnnOutput`."""
+        logits, features = self._forward(x)
+        return MusicnnOutput(logits=logits, taggram=torch.sigmoid(logits), features=features)
+
+    def replace_head(self, n_classes: int) -> nn.Linear:
+        """Put a freshly initialised output layer for ``n_classes`` in place of :attr:`head`; returns it."""
+        self.head = nn.Linear(self.head.in_features, int(n_classes))
+        return self.head
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter except the head's (for a lower learning rate or freezing)."""
+        head = {id(p) for p in self.head.parameters()}
+        return (p for p in self.parameters() if id(p) not in head)
+
+
+class Musicnn(PretrainedNet):
     """The musicnn tagger (``MSD_musicnn`` / ``MTT_musicnn``: 64 mid-end filters, 200 back-end units, 50 tags).
 
     Input [batch, 96, T] log-mel patches (any T >= 1; the pretrained models saw T = 187), output logits
@@ -168,25 +194,6 @@ class Musicnn(nn.Module):
             "max_pool": max_pool, "mean_pool": mean_pool, "penultimate": penultimate,
         }
         return logits, features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [batch, n_classes] of log-mel patches [batch, 96, T]."""
-        return self._forward(x)[0]
-
-    def features(self, x: torch.Tensor) -> MusicnnOutput:
-        """Logits, taggram (sigmoid) and every intermediate feature of :class:`MusicnnOutput`."""
-        logits, features = self._forward(x)
-        return MusicnnOutput(logits=logits, taggram=torch.sigmoid(logits), features=features)
-
-    def replace_head(self, n_classes: int) -> nn.Linear:
-        """Put a freshly initialised output layer for ``n_classes`` in place of :attr:`head`; returns it."""
-        self.head = nn.Linear(self.head.in_features, int(n_classes))
-        return self.head
-
-    def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        """Every parameter except the head's (for a lower learning rate or freezing)."""
-        head = {id(p) for p in self.head.parameters()}
-        return (p for p in self.parameters() if id(p) not in head)
 
     @staticmethod
     def tf_names(n_classes: int = 50) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]]:

@@ -12,7 +12,7 @@ time, mel, channel) -> dropout 0.5 -> dense. For 187 x 96 patches the pools are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectrotune.errors import InputError
-from spectrotune.models.musicnn import MusicnnOutput, _bn_names, _conv2d, _dense_names, _same, as_patches, tf_batch_norm
+from spectrotune.models.musicnn import PretrainedNet, _bn_names, _conv2d, _dense_names, _same, as_patches, tf_batch_norm
 
 __all__ = ["MusicnnVgg"]
 
 _POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
 
 
-class MusicnnVgg(nn.Module):
+class MusicnnVgg(PretrainedNet):
     """The musicnn package's VGG tagger: input [batch, 96, 187] log-mel patches, output logits [batch, n_classes].
 
     :meth:`features` adds the five pool outputs ``pool1``..``pool5`` [batch, time, mel, 128] (NHWC, as the
@@ -59,25 +59,6 @@ class MusicnnVgg(nn.Module):
             raise InputError(f"vgg: patches of {x.shape[-1]} frames give pool5 {tuple(h.shape[2:])} (time, mel), "
                              f"but the dense layer needs 2 x 1: feed 187-frame patches")
         return self.head(self.dropouts[4](flat)), features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [batch, n_classes] of log-mel patches [batch, 96, 187]."""
-        return self._forward(x)[0]
-
-    def features(self, x: torch.Tensor) -> MusicnnOutput:
-        """Logits, taggram (sigmoid) and ``pool1``..``pool5``."""
-        logits, features = self._forward(x)
-        return MusicnnOutput(logits=logits, taggram=torch.sigmoid(logits), features=features)
-
-    def replace_head(self, n_classes: int) -> nn.Linear:
-        """Put a freshly initialised output layer for ``n_classes`` in place of :attr:`head`; returns it."""
-        self.head = nn.Linear(self.head.in_features, int(n_classes))
-        return self.head
-
-    def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        """Every parameter except the head's."""
-        head = {id(p) for p in self.head.parameters()}
-        return (p for p in self.parameters() if id(p) not in head)
 
     @staticmethod
     def tf_names(n_classes: int = 50) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]]:

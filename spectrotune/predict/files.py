@@ -122,7 +122,12 @@ def rows_frame(rows: list[dict[str, Any]], *, top_k: int, timeline: bool = False
 def write_table(rows: list[dict[str, Any]], path: Path | str, *, top_k: int,
                 timeline: bool = False) -> Path | str:
     """Write rows with pandas (CSV or Parquet by suffix) to a local file (aside, then renamed) or a URI."""
-    frame = rows_frame(rows, top_k=top_k, timeline=timeline)
+    return write_frame(rows_frame(rows, top_k=top_k, timeline=timeline), path)
+
+
+def write_frame(frame: Any, path: Path | str) -> Path | str:
+    """A pandas DataFrame as CSV or Parquet by ``path``'s suffix, to a local file (aside, then renamed) or a URI;
+    the one table writer of predict and tag."""
     buffer = io.BytesIO()
     if os.fspath(path).lower().endswith(".csv"):
         frame.to_csv(buffer, index=False)

@@ -25,7 +25,6 @@ song.wav  rock 14.3%  electronic 14.2%  indie 14.0%  chillout 11.9%  female voca
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -229,14 +228,9 @@ def tag(
 def _write(rows: list[dict[str, Any]], path: Path | str, columns: list[str]) -> Path | str:
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=columns)
-    buffer = io.BytesIO()
-    if os.fspath(path).lower().endswith(".csv"):
-        frame.to_csv(buffer, index=False)
-    else:
-        frame.to_parquet(buffer, index=False)
-    storage.write_bytes(path, buffer.getvalue())
-    return path
+    from spectrotune.predict.files import write_frame
+
+    return write_frame(pd.DataFrame(rows, columns=columns), path)
 
 
 def format_tags(rows: Sequence[Mapping[str, Any]], top_k: int = 5, *,
