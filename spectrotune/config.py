@@ -16,7 +16,6 @@ repeated exactly.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.resources
 import json
