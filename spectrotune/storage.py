@@ -164,8 +164,17 @@ def read_text(path: PathLike) -> str:
     return read_bytes(path).decode("utf-8")
 
 
-def write_bytes(path: PathLike, payload: bytes) -> None:
-    """Write a file; local files are written aside and renamed, so a reader never sees half of one."""
+def write_bytes(path: PathLike, payload: bytes, *, atomic: bool = True) -> None:
+    """Write a file; local files are written aside and renamed, so a reader never sees half of one.
+
+    ``atomic=False`` writes in place: for marker files whose existence is what counts (a sweep's event files), where
+    a process killed between the write and the rename must still leave the marker.
+    """
+    if not is_uri(path) and not atomic:
+        target = _local(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+        return
     if not is_uri(path):
         target = _local(path)
         target.parent.mkdir(parents=True, exist_ok=True)

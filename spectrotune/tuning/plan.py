@@ -133,7 +133,10 @@ class SweepSpec:
     def record_event(self, trial_id: str, event: str) -> None:
         """Leave a ``<event>-<ns>.json`` file for a trial (``event`` one of ``start``, ``fit``)."""
         payload = json.dumps({"event": event, "time": time.time(), "pid": os.getpid()}).encode()
-        storage.write_bytes(storage.join(self.trial_state(trial_id), f"{event}-{time.time_ns()}.json"), payload)
+        # In place, not aside + rename: a driver SIGKILLed between the two would leave no event, and a resumed
+        # sweep would count a fit that happened as none (the killed-driver test saw fits=0 that way).
+        storage.write_bytes(storage.join(self.trial_state(trial_id), f"{event}-{time.time_ns()}.json"), payload,
+                            atomic=False)
 
     def trial_events(self, trial_id: str) -> dict[str, int]:
         """How many times the trial's driver started and called ``fit`` (``{"start": n, "fit": m}``)."""
