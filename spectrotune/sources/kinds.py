@@ -20,6 +20,7 @@ the config's ``features.frontend``: dB log-mel, or the pretrained musicnn models
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -257,35 +258,35 @@ class ModelInput:
 Timer = Callable[[str, float], None]  # (stage, seconds): where a kind reports the time each stage took
 
 
-class SourceKind:
-    """What one kind of source is: override the methods below (one subclass per kind)."""
+class SourceKind(abc.ABC):
+    """What one kind of source is: each subclass (one per kind) implements the abstract methods below."""
 
     name: str  #: the kind's name in configs, manifests and bundles (``source.kind``)
     noun: str  #: what one of its files is called in messages ("no image files to predict")
     has_audio: bool  #: noise variants, the robustness table and handcrafted features apply
     mel_values: str  #: what the ``mel`` column holds (the manifest's ``mel.values``)
 
+    @abc.abstractmethod
     def is_input_file(self, path: str | os.PathLike[str]) -> bool:
         """Whether a folder search picks ``path`` (by its name; the file is not opened)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mel_shape(self, config: Config) -> tuple[int, int]:
         """``(n_mels, n_frames)`` of the ``mel`` column prepare writes with ``config``."""
-        raise NotImplementedError
 
     def noise_note(self, config: NoiseConfig) -> str:
         """The manifest's ``noise`` line: whether and where noise variants were made."""
         return "off" if not config.enabled else f"applied to splits {list(config.splits)}"
 
+    @abc.abstractmethod
     def track_windows(self, item: SourceItem, *, split: str, config: Config, background: np.ndarray | None,
                       timer: Timer) -> TrackWindows:
         """The dataset rows of one file of ``split`` (raises :class:`~spectrotune.errors.InputError` if unusable)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def model_windows(self, path: str | os.PathLike[str], recipe: InputRecipe) -> ModelInput:
         """A bundle's model input from one file, made as ``recipe`` (:class:`spectrotune.bundle.InputRecipe`) says
         (raises :class:`~spectrotune.errors.InputError` if unusable)."""
-        raise NotImplementedError
 
     def model_input(self, path: str | os.PathLike[str], recipe: InputRecipe) -> tuple[np.ndarray, bool, float]:
         """:meth:`model_windows` as ``(mel float32 [n_segments, n_mels, n_frames], padded, seconds between window
