@@ -24,7 +24,7 @@ from spectrotune.dataset import with_tensor_mel
 from spectrotune.errors import SpectrotuneError
 from spectrotune.schema import LABEL, MEL, TRACK_ID, VARIANT
 from spectrotune.training.checkpoint import keep_best
-from spectrotune.training.loop import fault_epoch_from_env, train_fn_per_worker
+from spectrotune.training.loop import train_fn_per_worker
 from spectrotune.training.plan import RowSelection, RunPlan
 
 logger = logging.getLogger(__name__)
@@ -78,8 +78,7 @@ def make_trainer(
     loop_config = {
         "config": config, "n_classes": len(plan.labels), "n_mels": n_mels, "norm_mean": plan.norm_mean,
         "norm_std": plan.norm_std, "steps_per_epoch": max(1, math.ceil(rows_per_worker / tc.batch_size)),
-        "spec": plan.spec, "run_dir": f"{storage_path.rstrip('/')}/{run_name}", "progress": progress,
-        "test_kill_epoch": fault_epoch_from_env(),
+        "spec": plan.spec, "progress": progress,
         # the backbone's checkpoint, read from the cache by this driver: workers need no cache
         "pretrained": plan.pretrained.to_loop() if plan.pretrained is not None else None,
     }
