@@ -329,11 +329,12 @@ def shard_file(split: str, shard: str) -> str:
 
 
 def open_dataset(directory: str | Path) -> pads.Dataset:
-    """The shards as a ``pyarrow.dataset`` with the Hive ``split`` column (checks that a manifest is there first)."""
-    _manifest_json(directory)
+    """The shards as a ``pyarrow.dataset`` with the Hive ``split`` column, once the manifest and every shard's footer
+    passed :func:`spectrotune.dataset_check.check_shards` (a damaged dataset: a DatasetError naming the file)."""
+    from spectrotune.dataset_check import check_shards  # it imports this module
+
+    check_shards(directory)
     root = shards_dir(directory)
-    if not storage.is_dir(root):
-        raise DatasetError(f"{directory}: no shards folder {SHARDS}/ (an incomplete or foreign dataset)")
     partitioning = pads.partitioning(pa.schema([(SPLIT, pa.string())]), flavor="hive")
     fs, inner = storage.filesystem(root)
     try:

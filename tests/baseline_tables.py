@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spectrotune import dataset as D
 from spectrotune.schema import FEATURE_NAMES
 
 GENRES = ("blues", "jazz", "rock")
@@ -89,6 +90,8 @@ def write_dataset(
             index = table.schema.get_field_index("features")
             column = pa.array([r["features"] for r in split_rows], pa.list_(pa.float32()))
             table = table.set_column(index, "features", column)
+        mel = D.mel_column(np.tile(np.arange(4, dtype=np.float32).reshape(1, 2, 2), (table.num_rows, 1, 1)))
+        table = table.set_column(table.schema.get_field_index("mel"), "mel", mel)  # fixed 2 x 2, as shards store it
         directory = root / "data" / f"split={split}"
         directory.mkdir(parents=True)
         # Two shards per split, as a parallel writer would leave them.
@@ -97,6 +100,9 @@ def write_dataset(
         pq.write_table(table.slice(half), directory / "part-1.parquet")
     # A real manifest (the one main 325b798 wrote) with this table's genres: the baselines read it typed.
     manifest = json.loads((Path(__file__).parent / "data" / "main-325b798" / "dataset" / "manifest.json").read_text())
+    # Its mel shape and row counts are this table's: every reader checks the shards against them.
+    manifest["mel"]["shape"] = [2, 2]
+    manifest["counts"]["rows_per_split"] = {split: len(split_rows) for split, split_rows in by_split.items()}
     (root / "manifest.json").write_text(json.dumps({**manifest, "labels": list(GENRES)}))
     pq.write_table(pa.table({"path": ["x.wav"], "error": ["bad"]}), root / "errors.parquet")
     return root

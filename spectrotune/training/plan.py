@@ -28,6 +28,7 @@ import pyarrow.dataset as pads
 from spectrotune import storage
 from spectrotune.config import Config
 from spectrotune.dataset import DatasetManifest, mel_array, read_manifest, shards_dir
+from spectrotune.dataset_check import check_shards
 from spectrotune.errors import ConfigError, DatasetError
 from spectrotune.schema import CLEAN, MEL, TRACK_ID, VARIANT
 from spectrotune.models.params import own_input_norm, pretrained_of
@@ -155,6 +156,7 @@ def plan_run(
     """
     data = storage.norm(data)
     manifest = read_manifest(data)
+    check_shards(data, manifest)  # every shard's footer against the manifest, before Ray Data reads a row
     check_model_input(config, manifest)
     tc = config.train
     labels = manifest.labels
