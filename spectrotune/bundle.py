@@ -8,7 +8,11 @@ Layout::
                           normalisation statistics, metrics history, config + hash, package version
       config.yaml         the resolved training config
 
-``bundle.json`` is a :class:`BundleMeta`, written and read by that class (format :data:`FORMAT`). Its audio and
+``bundle.json`` is a :class:`BundleMeta`, written and read by that class (format :data:`FORMAT`), and written last:
+a folder without it is not a bundle. It records the sha256 of every other file (``files``) and a ``checksum`` of
+its own content (:func:`meta_checksum`), so :func:`load_bundle` refuses a bundle copied half-way, a changed weights
+file or an edited ``bundle.json`` with one line naming the file; a bundle of format ``spectrotune-bundle/1``
+(written before the checksums) loads with a warning that its files are not verified. Its audio and
 feature parameters give the bundle's :class:`InputRecipe`, the one description of how a file becomes model input
 that ``predict`` and ``evaluate`` both use, so a bundle classifies new audio exactly as its training data was
 prepared. No ``ray``.
@@ -17,7 +21,9 @@ prepared. No ``ray``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +33,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 import spectrotune
 from spectrotune import storage
@@ -40,8 +47,12 @@ from spectrotune.sources.kinds import LogMel, ModelInput, SourceKind, Windowing,
 from spectrotune.storage import replace_dir
 from spectrotune.typed_config import JsonRecord
 
-#: The format of ``bundle.json``; a change to its keys or their meaning is a new format.
-FORMAT = "spectrotune-bundle/1"
+logger = logging.getLogger(__name__)
+
+#: The format of ``bundle.json``; a change to its keys or their meaning is a new format. 2 added ``files`` (sha256
+#: of the other files) and ``checksum`` (of bundle.json itself); 1 (:data:`READ_FORMATS`) had neither.
+FORMAT = "spectrotune-bundle/2"
+READ_FORMATS: tuple[str, ...] = ("spectrotune-bundle/1",)
 WEIGHTS = BUNDLE_WEIGHTS
 META = BUNDLE_META
 #: Log-mel parameters a bundle's ``features`` may name (the rest of that section is not about the model input); a
@@ -105,11 +116,13 @@ class BundleMeta(JsonRecord):
     ``audio`` and ``features`` are the training config's sections as saved (``audio`` also holds
     ``test_hop_seconds``); read them through :meth:`recipe`. ``metrics`` holds ``best_epoch``, ``best`` and
     ``history`` when written by ``spectrotune train``; read them through :attr:`history` and :attr:`best_epoch`.
-    ``config`` is the resolved training config as a plain mapping.
+    ``config`` is the resolved training config as a plain mapping. ``files``: the sha256 (hex) of every other file
+    of the bundle, by name; ``checksum``: :func:`meta_checksum` of the file's other keys (both empty in format 1).
     """
 
     FILE: ClassVar[str] = META
     FORMAT: ClassVar[str] = FORMAT
+    READS: ClassVar[tuple[str, ...]] = READ_FORMATS
     KIND: ClassVar[str] = "bundle"
     WHAT: ClassVar[str] = "bundle metadata"
     ERROR: ClassVar[type[Exception]] = BundleError
@@ -127,6 +140,15 @@ class BundleMeta(JsonRecord):
     metrics: dict[str, Any]
     config: dict[str, Any]
     config_hash: str
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    checksum: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types; a format-1 record (no checksums) without the keys it never had."""
+        data = super().to_dict()
+        if self.format in READ_FORMATS:
+            data = {k: v for k, v in data.items() if k not in ("files", "checksum")}
+        return data
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -182,7 +204,21 @@ class BundleMeta(JsonRecord):
                               "train)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BundleError(f"{path}: unreadable bundle metadata: {e}") from e
-        return cls.from_dict(data, origin=str(path))
+        meta = cls.from_dict(data, origin=str(path))
+        if meta.format not in READ_FORMATS and meta.checksum != meta_checksum(data):
+            raise BundleError(f"{directory}: bundle.json was edited or is corrupt (checksum mismatch: it records "
+                              f"{meta.checksum[:12] or 'none'}, its content hashes to {meta_checksum(data)[:12]})")
+        return meta
+
+
+def meta_checksum(data: Mapping[str, Any]) -> str:
+    """sha256 (hex) of ``bundle.json``'s keys other than ``checksum``, as canonical JSON (sorted keys, no spaces)."""
+    rest = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
 
 
 
@@ -249,15 +285,26 @@ def save_bundle(
 ) -> Path:
     """Write a bundle atomically (aside, then renamed); an existing bundle at ``directory`` is replaced.
 
-    ``model`` must be the unwrapped model (not DDP) including its normalisation layer.
+    ``model`` must be the unwrapped model (not DDP) including its normalisation layer. Every file goes through
+    :mod:`spectrotune.storage`, ``bundle.json`` last, with the sha256 of the others and its own checksum.
+
+    Raises
+    ------
+    StorageError
+        ``directory`` cannot be written (not writable, disk full): names the file and why; nothing is left behind
+        (the staging folder is removed) and a bundle already at ``directory`` is unchanged.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(storage.staging_sibling(directory))
-    tmp.mkdir()
+    storage.makedirs(tmp)
     try:
+        import yaml
+
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
+        payloads = {WEIGHTS: save_safetensors(state),
+                    CONFIG: yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8")}
+        for name, payload in payloads.items():
+            storage.write_bytes(tmp / name, payload)
         meta = BundleMeta(
             format=FORMAT, package_version=spectrotune.__version__, created_unix=time.time(),
             model=ModelInfo(model_name, dict(model_params), len(labels)), labels=tuple(labels),
@@ -266,11 +313,10 @@ def save_bundle(
             normalization=Normalization(tuple(np.asarray(norm_mean, np.float64).round(6).tolist()),
                                         tuple(np.asarray(norm_std, np.float64).round(6).tolist())),
             metrics=dict(metrics), config=dict(config), config_hash=config_hash,
+            files={name: _sha256(payload) for name, payload in payloads.items()},
         )  # fmt: skip
+        meta = dataclasses.replace(meta, checksum=meta_checksum(meta.to_dict()))
         meta.write(tmp)
-        import yaml
-
-        (tmp / CONFIG).write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -301,13 +347,57 @@ def load_bundle(directory: str | Path, *, device: str | torch.device = "cpu") ->
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise BundleError(f"{directory}: weights file {WEIGHTS} is missing")
+    payload = _verified_files(directory, meta)
     n_mels = int(meta.input_shape[0])
     model = build_model(meta.model.name, n_classes=meta.model.n_classes, n_mels=n_mels, params=meta.model.params,
                         norm_mean=torch.zeros(n_mels), norm_std=torch.ones(n_mels))
     try:
-        state = load_file(str(weights))
-        model.load_state_dict(state)
+        state = load_safetensors(payload)
     except Exception as e:  # safetensors raises its own types; any failure means a damaged bundle
-        raise BundleError(f"{weights}: cannot load weights: {e}") from e
+        raise BundleError(f"{weights}: cannot load weights: truncated or corrupt ({_one_line(e)})") from e
+    _check_shapes(weights, state, model, meta)
+    try:
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - e.g. a dtype torch cannot copy: still a damaged bundle
+        raise BundleError(f"{weights}: cannot load weights: {_one_line(e)}") from e
     model.to(device).eval()
     return Bundle(model=model, meta=meta, path=directory)
+
+
+def _verified_files(directory: Path, meta: BundleMeta) -> bytes:
+    """The bytes of the weights file, after checking every file ``bundle.json`` records against its sha256 (a
+    format-1 bundle records none: one warning, nothing verified)."""
+    payload = (directory / WEIGHTS).read_bytes()
+    if meta.format in READ_FORMATS:
+        logger.info(f"{directory}: a {meta.format} bundle (written before bundles recorded checksums): its files "
+                       "are not verified")
+        return payload
+    for name, digest in meta.files.items():
+        path = directory / name
+        if not path.is_file():
+            raise BundleError(f"{path}: missing (bundle.json records it; the bundle was copied half-way)")
+        got = _sha256(payload if name == WEIGHTS else path.read_bytes())
+        if got != digest:
+            raise BundleError(f"{directory}: {name} is truncated or changed (sha256 {got[:12]}, bundle.json "
+                              f"records {digest[:12]}; {path.stat().st_size} bytes)")
+    return payload
+
+
+def _check_shapes(weights: Path, state: Mapping[str, torch.Tensor], model: torch.nn.Module, meta: BundleMeta) -> None:
+    """One line naming the first tensor whose name or shape does not fit the model ``bundle.json`` describes."""
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model_text = f"the {meta.model.name} model bundle.json describes ({meta.model.n_classes} classes, input " \
+                 f"{tuple(meta.input_shape)})"
+    for name, tensor in state.items():
+        if name not in wanted:
+            raise BundleError(f"{weights}: tensor {name!r} is not in {model_text}")
+        if tuple(tensor.shape) != wanted[name]:
+            raise BundleError(f"{weights}: tensor {name!r} has shape {tuple(tensor.shape)}, {model_text} needs "
+                              f"{wanted[name]}")
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise BundleError(f"{weights}: {len(missing)} tensor(s) of {model_text} are missing, e.g. {missing[0]!r}")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]

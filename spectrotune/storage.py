@@ -17,6 +17,7 @@ Object stores have no rename, so the two ways an output is published differ:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "local_input",
     "local_output",
     "makedirs",
+    "move_files",
     "name",
     "parent",
     "read_bytes",
@@ -53,6 +55,7 @@ __all__ = [
     "staging_sibling",
     "upload",
     "write_bytes",
+    "write_error",
     "write_text",
 ]
 
@@ -140,9 +143,13 @@ def is_dir(path: PathLike) -> bool:
 
 
 def makedirs(path: PathLike) -> None:
+    """Create a local folder and its parents (a :class:`StorageError` naming it when it cannot be made)."""
     if is_uri(path):
         return  # object stores have no folders; writing a key makes its prefix
-    _local(path).mkdir(parents=True, exist_ok=True)
+    try:
+        _local(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e, doing="create folder") from e
 
 
 def read_bytes(path: PathLike) -> bytes:
@@ -164,33 +171,57 @@ def read_text(path: PathLike) -> str:
     return read_bytes(path).decode("utf-8")
 
 
+def write_error(path: PathLike, error: OSError, *, doing: str = "write") -> StorageError:
+    """A :class:`StorageError` naming ``path`` and saying in words why it could not be written (disk full, not
+    writable, a parent that is a file); the ``OSError`` is chained by the caller (``raise ... from error``)."""
+    why = {errno.ENOSPC: "the disk is full (no space left on device)",
+           errno.EDQUOT: "the disk quota is exhausted",
+           errno.EACCES: "permission denied (not writable)",
+           errno.EPERM: "permission denied (not writable)",
+           errno.EROFS: "the file system is read-only",
+           errno.ENOTDIR: "a parent of it is a file, not a folder"}.get(error.errno or 0, error.strerror or str(error))
+    return StorageError(f"{os.fspath(path)}: cannot {doing}: {why}")
+
+
+def _write_file(target: Path, payload: bytes) -> None:
+    """Write ``payload`` into the local file ``target`` (the one place local file bytes are written: a test
+    makes it fail half-way, as a disk that fills up does)."""
+    with open(target, "wb") as f:
+        f.write(payload)
+
+
 def write_bytes(path: PathLike, payload: bytes, *, atomic: bool = True) -> None:
     """Write a file; local files are written aside and renamed, so a reader never sees half of one.
 
     ``atomic=False`` writes in place: for marker files whose existence is what counts (a sweep's event files), where
     a process killed between the write and the rename must still leave the marker.
+
+    Raises
+    ------
+    StorageError
+        ``path`` cannot be written: names it and why (disk full, not writable ...); nothing is left at ``path``
+        (an atomic write's temporary file is removed, a file that was there is unchanged).
     """
-    if not is_uri(path) and not atomic:
-        target = _local(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(payload)
-        return
     if not is_uri(path):
         target = _local(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp = target if not atomic else target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            tmp.write_bytes(payload)
-            os.replace(tmp, target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_file(tmp, payload)
+            if atomic:
+                os.replace(tmp, target)
+        except OSError as e:
+            raise write_error(path, e) from e
         finally:
-            tmp.unlink(missing_ok=True)
+            if atomic:
+                tmp.unlink(missing_ok=True)
         return
     fs, inner = filesystem(path)
     try:
         with fs.open_output_stream(inner) as f:
             f.write(payload)
     except OSError as e:
-        raise StorageError(f"{os.fspath(path)}: cannot write: {e}") from e
+        raise write_error(path, e) from e
 
 
 def write_text(path: PathLike, text: str) -> None:
@@ -334,12 +365,43 @@ def local_input(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def local_output(path: PathLike, *, last: Sequence[str] = ()) -> Iterator[Path]:
+def local_output(path: PathLike, *, last: Sequence[str] = (), staged: bool = False) -> Iterator[Path]:
     """A local folder to write ``path``'s files into: itself when local, else a temporary folder uploaded (files
-    in ``last`` last) when the block ends without an error. Files already at ``path`` and not rewritten stay."""
-    if not is_uri(path):
+    in ``last`` last) when the block ends without an error. Files already at ``path`` and not rewritten stay.
+
+    ``staged=True`` stages local output too: the block writes into a hidden sibling whose files are moved into
+    ``path`` (``last`` last) only when the block ends without an error, so a failure half-way (a full disk) leaves
+    ``path`` as it was. The staging folder is removed either way.
+    """
+    if not is_uri(path) and not staged:
         yield _local(path)
+        return
+    if not is_uri(path):
+        out = _local(path).absolute()
+        tmp = Path(staging_sibling(out))
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as e:
+            raise write_error(out, e) from e
+        try:
+            yield tmp
+            move_files(tmp, out, last=last)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return
     with tempfile.TemporaryDirectory(prefix="spectrotune-out-") as tmp:
         yield Path(tmp)
         upload(tmp, path, last=last)
+
+
+def move_files(src: PathLike, dst: PathLike, *, last: Sequence[str] = ()) -> None:
+    """Move every file of the local folder ``src`` to the same relative path under the local folder ``dst`` (same
+    file system: each a rename, so no file is ever half there), files in ``last`` last."""
+    src_l, dst_l = _local(src), _local(dst)
+    for rel in _ordered(list_files(src_l), last):
+        target = dst_l / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src_l / rel, target)
+        except OSError as e:
+            raise write_error(target, e) from e

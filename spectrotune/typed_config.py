@@ -277,7 +277,8 @@ class JsonRecord:
         if data.get("format") != cls.FORMAT and data.get("format") not in cls.READS:
             expected = " or ".join((cls.FORMAT, *cls.READS))
             raise cls.ERROR(f"{origin}: unsupported {cls.KIND} format {data.get('format')!r} (expected {expected})")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
             raise cls.ERROR(f"{origin}: unreadable {cls.WHAT}: missing {', '.join(missing)}")
         try:

@@ -4,7 +4,9 @@ audio and log-mel parameters."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ import torch
 from legacy_data import LEGACY_BUNDLE, LEGACY_DATASET
 
 from spectrotune import dataset as D
-from spectrotune.bundle import FORMAT, BundleMeta, load_bundle, read_meta, save_bundle
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from spectrotune.bundle import FORMAT, BundleMeta, load_bundle, meta_checksum, read_meta, save_bundle
 from spectrotune.errors import BundleError
 from spectrotune.sources.kinds import AUDIO, LogMel, Windowing
 from spectrotune.models.networks import build_model
@@ -61,14 +66,88 @@ def test_missing_or_damaged_bundle_is_a_clear_error(tmp_path):
         load_bundle(tmp_path)
     _save(tmp_path / "b")
     (tmp_path / "b" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(BundleError, match="cannot load weights"):
+    with pytest.raises(BundleError, match=r"model.safetensors is truncated or changed \(sha256 [0-9a-f]{12}"):
         load_bundle(tmp_path / "b")
 
 
-def test_a_bundle_written_before_the_typed_record_loads_and_predicts_its_dataset():
-    bundle = load_bundle(LEGACY_BUNDLE)
+def test_bundle_json_records_the_sha256_of_every_other_file_and_its_own_checksum(tmp_path):
+    _save(tmp_path / "b")
+    raw = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert raw["format"] == FORMAT == "spectrotune-bundle/2"
+    assert raw["files"] == {name: hashlib.sha256((tmp_path / "b" / name).read_bytes()).hexdigest()
+                            for name in ("model.safetensors", "config.yaml")}
+    assert raw["checksum"] == meta_checksum(raw) and len(raw["checksum"]) == 64
+
+
+def _one_line_error(call) -> str:
+    with pytest.raises(BundleError) as info:
+        call()
+    text = str(info.value)
+    assert "\n" not in text and len(text) < 400, text
+    return text
+
+
+def test_a_truncated_weights_file_is_named_in_one_line(tmp_path):
+    _save(tmp_path / "b")
+    weights = tmp_path / "b" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut off half-way
+    text = _one_line_error(lambda: load_bundle(tmp_path / "b"))
+    assert text.startswith(f"{tmp_path / 'b'}: model.safetensors is truncated or changed (sha256 ")
+
+
+def test_an_edited_bundle_json_is_refused_by_its_checksum(tmp_path):
+    _save(tmp_path / "b")
+    path = tmp_path / "b" / "bundle.json"
+    raw = json.loads(path.read_text())
+    raw["labels"] = ["c", "b", "a"]  # still a well-formed bundle.json: only the checksum tells
+    path.write_text(json.dumps(raw, indent=2))
+    text = _one_line_error(lambda: load_bundle(tmp_path / "b"))
+    assert "bundle.json was edited or is corrupt (checksum mismatch" in text and str(tmp_path / "b") in text
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        read_meta(tmp_path / "b")  # evaluate, serve and predict read the metadata through the same check
+
+
+@pytest.mark.parametrize("lie", ["shape", "extra", "missing"])
+def test_a_weights_header_that_does_not_fit_the_model_is_named_in_one_line(tmp_path, lie):
+    """Weights whose header is well-formed but names other shapes or tensors than the model bundle.json describes
+    (sha256 and checksum made to agree, as a bundle assembled from two runs would)."""
+    _save(tmp_path / "b")
+    weights = tmp_path / "b" / "model.safetensors"
+    state = load_safetensors(weights.read_bytes())
+    name = next(k for k, v in state.items() if v.ndim == 4)
+    if lie == "shape":
+        state[name] = torch.zeros(state[name].shape[0] + 1, *state[name].shape[1:])
+    elif lie == "extra":
+        state["head.extra"] = torch.zeros(3)
+    else:
+        del state[name]
+    weights.write_bytes(save_safetensors(state))
+    path = tmp_path / "b" / "bundle.json"
+    raw = json.loads(path.read_text())
+    raw["files"]["model.safetensors"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    raw["checksum"] = meta_checksum(raw)
+    path.write_text(json.dumps(raw))
+    text = _one_line_error(lambda: load_bundle(tmp_path / "b"))
+    assert text.startswith(f"{weights}: ") and "the cnn model bundle.json describes" in text
+    assert {"shape": f"tensor {name!r} has shape", "extra": "'head.extra' is not in",
+            "missing": f"1 tensor(s) of the cnn model bundle.json describes (3 classes, input (32, 40)) are missing, "
+                       f"e.g. {name!r}"}[lie] in text
+
+
+def test_a_bundle_copied_half_way_is_refused(tmp_path):
+    _save(tmp_path / "b")
+    (tmp_path / "b" / "config.yaml").unlink()
+    assert "config.yaml: missing (bundle.json records it" in _one_line_error(lambda: load_bundle(tmp_path / "b"))
+
+
+def test_a_bundle_written_before_the_typed_record_loads_and_predicts_its_dataset(caplog):
+    with caplog.at_level(logging.INFO, logger="spectrotune"):
+        bundle = load_bundle(LEGACY_BUNDLE)
     meta = bundle.meta
-    assert isinstance(meta, BundleMeta) and meta.format == FORMAT == "spectrotune-bundle/1"
+    assert isinstance(meta, BundleMeta) and meta.format == "spectrotune-bundle/1" and meta.files == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{LEGACY_BUNDLE}: a spectrotune-bundle/1 bundle (written before bundles recorded checksums): its files are "
+        "not verified"]
     assert (meta.model.name, meta.model.params, meta.model.n_classes) == ("cnn", {"width": 4, "depth": 2,
                                                                                  "dropout": 0.3}, 3)
     assert bundle.labels == ["blues", "classical", "country"] and bundle.input_shape == (16, 87)
