@@ -214,7 +214,8 @@ def write_bytes(path: PathLike, payload: bytes, *, atomic: bool = True) -> None:
             raise write_error(path, e) from e
         finally:
             if atomic:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # e.g. under a file: there is nothing to remove
+                    tmp.unlink(missing_ok=True)
         return
     fs, inner = filesystem(path)
     try:

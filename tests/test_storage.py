@@ -8,6 +8,7 @@ starts with that environment, so Ray Data tasks, Train workers and Tune trials a
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -22,13 +23,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from spectrotune import dataset as D
 from spectrotune import storage
 from spectrotune.bundle import load_bundle
-from spectrotune.errors import DatasetError, OutputExistsError
+from spectrotune.errors import DatasetError, OutputExistsError, StorageError
 from spectrotune.predict.driver import predict
 from spectrotune.sources.synth.corpus import generate_corpus
 
@@ -70,6 +73,120 @@ def test_local_replace_dir_swaps_folders_and_copy_tree_copies_everything(tmp_pat
 def test_ordered_puts_marker_files_last():
     assert storage._ordered(["a", "manifest.json", "b", "c/bundle.json"], ["c/bundle.json", "manifest.json"]) == [
         "a", "b", "c/bundle.json", "manifest.json"]
+
+
+# ------------------------------------------------------------------------------- a full disk, a folder not writable
+
+
+def _disk_fills_up(monkeypatch, *, on: str = "") -> list[Path]:
+    """Make every local write whose file name contains ``on`` write half its bytes, then fail as a full disk does
+    (OSError ENOSPC from the storage layer's one writer); returns the files it failed on."""
+    failed: list[Path] = []
+    real = storage._write_file
+
+    def full(target: Path, payload: bytes) -> None:
+        if on not in target.name:
+            return real(target, payload)
+        real(target, payload[: len(payload) // 2])
+        failed.append(target)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(storage, "_write_file", full)
+    return failed
+
+
+def _visible_tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_write_to_a_full_disk_names_the_path_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    target = tmp_path / "report.json"
+    target.write_text("the old report")
+    failed = _disk_fills_up(monkeypatch)
+    with pytest.raises(StorageError) as info:
+        storage.write_text(target, "a new report")
+    assert str(info.value) == f"{target}: cannot write: the disk is full (no space left on device)"
+    assert failed and failed[0].name.startswith(".report.json.tmp-")  # it was written aside ...
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # ... and that half file removed
+    assert target.read_text() == "the old report"
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only folder"])
+def test_an_output_that_is_not_writable_is_named(tmp_path, where):
+    if where == "under a file":  # refused for root too
+        (tmp_path / "file").write_text("a regular file")
+        target, why = tmp_path / "file" / "out" / "x.json", "a parent of it is a file, not a folder"
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o500)
+        target, why = tmp_path / "ro" / "x.json", "permission denied (not writable)"
+    try:
+        if where == "read-only folder" and os.geteuid() == 0:  # root writes through a mode of 0o500
+            storage.write_text(target, "{}")
+            assert target.read_text() == "{}"
+            return
+        with pytest.raises(StorageError) as info:
+            storage.write_text(target, "{}")
+        assert str(info.value) == f"{target}: cannot write: {why}"
+    finally:
+        (tmp_path / "ro").exists() and (tmp_path / "ro").chmod(0o700)
+
+
+def _bundle(path: Path, width: int = 4) -> Path:
+    from spectrotune.bundle import save_bundle
+    from spectrotune.models.networks import build_model
+    from spectrotune.models.params import model_params
+
+    params = model_params("cnn", {"width": width, "depth": 2})
+    model = build_model("cnn", n_classes=2, n_mels=16, params=params, norm_mean=torch.zeros(16),
+                        norm_std=torch.ones(16))
+    return save_bundle(path, model=model.eval(), model_name="cnn", model_params=params, labels=["a", "b"],
+                       input_shape=(16, 20), source_kind="audio", audio={}, features={"n_mels": 16},
+                       norm_mean=np.zeros(16), norm_std=np.ones(16), metrics={}, config={"seed": 0},
+                       config_hash="abc")
+
+
+@pytest.mark.parametrize("on", ["model.safetensors", "config.yaml", "bundle.json"])
+def test_a_bundle_write_that_fills_the_disk_leaves_the_old_bundle_and_no_staging(tmp_path, monkeypatch, on):
+    old = _visible_tree(_bundle(tmp_path / "run" / "bundle"))
+    _disk_fills_up(monkeypatch, on=on)
+    with pytest.raises(StorageError, match="cannot write: the disk is full") as info:
+        _bundle(tmp_path / "run" / "bundle", width=8)
+    assert f"/{on}: cannot write" in str(info.value)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["bundle"]  # the staging folder is gone
+    assert _visible_tree(tmp_path / "run" / "bundle") == old
+    assert load_bundle(tmp_path / "run" / "bundle").meta.model.params["width"] == 4
+
+
+def test_a_bundle_under_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "runs").write_text("not a folder")
+    with pytest.raises(StorageError, match=r"runs/\.bundle\.tmp-[0-9a-f]+: cannot create folder: a parent of it is "
+                                           "a file, not a folder"):
+        _bundle(tmp_path / "runs" / "bundle")
+
+
+def test_an_evaluate_report_that_fills_the_disk_leaves_the_old_report(tmp_path, monkeypatch, capsys):
+    """``spectrotune evaluate`` as typed, twice into one --out: the second run's disk fills up at report.md."""
+    from legacy_data import LEGACY_BUNDLE, LEGACY_DATASET
+
+    from spectrotune import runtime
+    from spectrotune.cli import main
+
+    monkeypatch.setattr(runtime, "init_ray", lambda **_: pytest.fail("evaluate of a 12-row test split started Ray"))
+    data = shutil.copytree(LEGACY_DATASET, tmp_path / "data")
+    out = tmp_path / "report"
+    argv = ["evaluate", str(LEGACY_BUNDLE), "--data", str(data), "--out", str(out), "--no-baselines"]
+    assert main(argv) == 0
+    first = _visible_tree(out)
+    assert {"report.json", "report.md"} <= set(first)
+    _disk_fills_up(monkeypatch, on="report.md")
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("spectrotune: error: ") and error.endswith(
+        "/report.md: cannot write: the disk is full (no space left on device)")
+    assert _visible_tree(out) == first  # nothing overwritten: the old report.json still describes its own run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "report"]  # and no staging folder left
 
 
 # ------------------------------------------------------------------------------------------------ the S3 server

@@ -141,7 +141,7 @@ def evaluate(
                                     test_tracks=dict(zip(scores["tracks"], truth.tolist(), strict=True)), log=log)
     baselines = _baselines(data_dir, manifest, config=config, log=log)
 
-    with storage.local_output(out, last=[REPORT_JSON]) as local:
+    with storage.local_output(out, last=[REPORT_JSON], staged=True) as local:  # a failure leaves out as it was
         report = _write_report(local, bundle=bundle, bundle_dir=bundle_dir, data_dir=data_dir, manifest=manifest,
                                scores=scores, per_class=per_class, cm=cm, robustness=robustness,
                                baselines=baselines, macro_f1=macro_f1(truth, pred), t0=t0)
