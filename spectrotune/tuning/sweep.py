@@ -44,6 +44,7 @@ from typing import Any
 
 from spectrotune import storage
 from spectrotune.config import Config, build
+from spectrotune.config_checks import check_sweep_schedule
 from spectrotune.dataset import read_manifest
 from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
 from spectrotune.schema import BUNDLE_DIR, METRIC_KEYS, SCORE, SWEEP_JSON
@@ -330,6 +331,7 @@ def _sweep_inputs(config: Config, log: Callable[[str], None]) -> tuple[list[Dime
 
         search_algorithm(tc.search, seed=tc.seed, concurrency=1)  # fail before anything starts
     dims = parse_space(tc.space)
+    check_sweep_schedule(config, max_epochs=max_epochs(config, dims), swept=any(d.key == "train.epochs" for d in dims))
     names = space_sources(config, dims)
     validate_space(config, dims)
     return dims, names, check_sources(config.sources, names, log)
