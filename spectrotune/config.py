@@ -226,7 +226,7 @@ class TrainConfig:
 
     #: Keys older resolved configs still hold (as null); see typed_config.build.
     RETIRED: ClassVar[dict[str, str]] = {
-        "fault_kill_epoch": "it was a test hook; tests now set SPECTROTUNE_TEST_KILL_EPOCH instead",
+        "fault_kill_epoch": "it was a test hook; the fault tests now kill a training worker from outside",
     }
 
     epochs: int = 20
@@ -251,6 +251,10 @@ class TrainConfig:
     cpus_per_worker: float = 1.0
     use_gpu: str = field(default="auto", metadata=choices("auto", "true", "false"))
     amp: bool = True
+    # CUDA only (training/accel.py): autocast dtype (float16 + loss scaling, or bfloat16); NHWC weights; torch.compile
+    amp_dtype: str = field(default="float16", metadata=choices("float16", "bfloat16"))
+    channels_last: bool = False
+    compile: bool = False
     patience: int = 5
     keep_checkpoints: int = 2
     max_failures: int = 0

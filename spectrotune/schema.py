@@ -33,6 +33,10 @@ MANIFEST = "manifest.json"
 SHARDS = "data"
 ERRORS = "errors.parquet"
 CONFIG = "config.yaml"  #: the resolved config, saved next to every output
+PREPARE_STAGING = ".partial"  #: ``.<OUT name>.partial``: beside OUT, where prepare writes until it publishes
+PREPARE_STATE = "prepare_state.json"  #: in the staging folder: config hash, source fingerprint and the task plan
+PREPARE_STAGED = "dataset"  #: in the staging folder: the dataset being written (renamed or copied onto OUT)
+PREPARE_DONE = "tasks"  #: in the staging folder: one ``<shard>.json`` per finished task, holding its report
 
 # --- files of a model bundle and of a train run ------------------------------------------------------------------
 BUNDLE_WEIGHTS = "model.safetensors"
@@ -67,7 +71,7 @@ SCORE = "valid_clip_accuracy"
 #: Keys of one epoch of a training history (``history.json``, the bundle's metrics, Ray Train reports).
 METRIC_KEYS: tuple[str, ...] = (
     "epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", SCORE, "lr",
-    "epoch_seconds", "train_seconds", "samples_per_second", "attempt",
+    "epoch_seconds", "train_seconds", "samples_per_second", "data_wait_seconds", "attempt",
 )  # fmt: skip
 
 # --- handcrafted features ---------------------------------------------------------------------------------------

@@ -49,7 +49,9 @@ def keep_best(keep: int) -> dict[str, Any]:
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a ``DistributedDataParallel`` wrapper (checkpoints store it without the ``module.`` prefix)."""
+    """The model inside ``torch.compile``'s and ``DistributedDataParallel``'s wrappers (checkpoints store it without
+    their ``_orig_mod.`` and ``module.`` prefixes)."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule (train.compile)
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 

@@ -14,16 +14,16 @@ Transfer (:mod:`spectrotune.training.transfer`): a fresh run whose loop config c
 copy of the checkpoint) loads it into the backbone before training; the optimiser gets the head and backbone
 groups, and the backbone's batch norms stay in eval mode during the ``train.freeze_epochs`` head-only epochs.
 
-Fault injection for tests: when ``SPECTROTUNE_TEST_KILL_EPOCH`` is set in the driver's environment,
-:func:`~spectrotune.training.trainer.make_trainer` passes it to the workers (:func:`fault_epoch_from_env`) and
-rank 0 kills its own process once after that epoch's checkpoint (:func:`maybe_kill_worker`). Not a config key.
+What a killed worker loses: at most the epoch in progress. :func:`report_epoch` returns, and rank 0 prints the
+epoch line, only once Ray Train's controller has registered the epoch's checkpoint (see there for the window this
+closes). The fault tests SIGKILL a worker process or a node from outside when an epoch line appears
+(``tests/training/test_driver.py``, ``tests/test_multinode.py``); there is no fault hook in this loop.
 
 ``ray`` is imported inside the functions (importing this module does not load Ray).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -35,28 +35,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spectrotune import storage
 from spectrotune.config import Config, TrainConfig
 from spectrotune.errors import ConfigError
 from spectrotune.schema import LABEL, MEL, METRIC_KEYS, TRACK_ID
+from spectrotune.training.accel import AmpPolicy, amp_policy, input_options, make_scaler, speed_up_model, to_device
 from spectrotune.training.checkpoint import (RESUMED_KEYS, checkpoint_dir_name, read_checkpoint, spec_difference,
                                              unwrap_model, write_checkpoint)
 from spectrotune.training.metrics import epoch_line, valid_metrics
 from spectrotune.training.schedule import epoch_seed, initial_state, lr_factor, stopped_early, track_best
 
-__all__ = ["TEST_KILL_EPOCH_ENV", "WorkerRun", "fault_epoch_from_env", "maybe_kill_worker", "report_epoch",
-           "start_worker_run", "train_fn_per_worker", "train_one_epoch", "validate"]
-
-#: Tests only: the epoch after which rank 0 kills its own process once (read in the driver, see the docstring).
-TEST_KILL_EPOCH_ENV = "SPECTROTUNE_TEST_KILL_EPOCH"
+__all__ = ["WorkerRun", "report_epoch", "restore_state", "start_worker_run", "train_fn_per_worker", "train_one_epoch",
+           "validate"]
 
 
 @dataclass
 class WorkerRun:
-    """What one worker trains with: the (DDP-wrapped) model, its optimiser, LR scheduler, AMP scaler and device.
+    """What one worker trains with: the (DDP-wrapped, maybe compiled) model, its optimiser, LR scheduler, AMP scaler
+    and device.
 
-    ``generator`` is the CPU generator SpecAugment and mixup draw from (reseeded every epoch); ``n_classes`` is
-    the number of genres (width of the logits ``[batch, n_classes]``).
+    ``amp`` is the worker's mixed-precision policy (:func:`~spectrotune.training.accel.amp_policy`: autocast and loss
+    scaling on CUDA only); ``generator`` is the CPU generator SpecAugment and mixup draw from (reseeded every
+    epoch); ``n_classes`` is the number of genres (width of the logits ``[batch, n_classes]``).
     """
 
     model: torch.nn.Module
@@ -64,7 +63,7 @@ class WorkerRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     device: torch.device
-    use_amp: bool
+    amp: AmpPolicy
     generator: torch.Generator
     n_classes: int
     frozen: bool = False  #: this epoch trains the head only (``train.freeze_epochs``): backbone batch norms in eval
@@ -75,8 +74,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     ``loop_config`` (built by :func:`~spectrotune.training.trainer.make_trainer`): ``config`` (the :class:`Config`),
     ``n_classes``, ``n_mels``, ``norm_mean``/``norm_std`` (float32 [n_mels]), ``steps_per_epoch``, ``spec`` (dict
-    stored in checkpoints), ``run_dir`` (str, for the fault-injection marker), ``progress`` (bool: rank 0 prints one
-    line per epoch), ``test_kill_epoch`` (int or None, tests only) and ``pretrained`` (the backbone's checkpoint,
+    stored in checkpoints), ``progress`` (bool: rank 0 prints one line per epoch) and
+    ``pretrained`` (the backbone's checkpoint,
     :meth:`~spectrotune.training.transfer.PretrainedBackbone.to_loop`, or None).
     """
     import ray.train
@@ -152,6 +151,7 @@ def start_worker_run(loop_config: dict[str, Any]) -> tuple[WorkerRun, dict[str, 
         state["pretrained"] = apply_backbone(model, loop_config["pretrained"])
     state["attempt"] = int(state["attempt"]) + 1
 
+    model = speed_up_model(model, channels_last=tc.channels_last)  # before DDP, which keeps the weights' layout
     model = ray.train.torch.prepare_model(model)
     groups = param_groups(model, tc)
     optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
@@ -160,23 +160,35 @@ def start_worker_run(loop_config: dict[str, Any]) -> tuple[WorkerRun, dict[str, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambdas(
         len(groups), lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps,
                                             schedule=tc.schedule), freeze_steps=tc.freeze_epochs * steps_per_epoch))
-    use_amp = bool(tc.amp and device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    if loaded is not None:
-        optimizer.load_state_dict(loaded["optimizer"])
-        scheduler.load_state_dict(loaded["scheduler"])
-        if use_amp and loaded.get("scaler"):
-            scaler.load_state_dict(loaded["scaler"])
+    amp = amp_policy(tc, device)
     # The generator is CPU: spec_augment / mixup draw there and move masks to the batch's device.
-    return WorkerRun(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, device=device,
-                     use_amp=use_amp, generator=torch.Generator(), n_classes=n_classes), state
+    run = WorkerRun(model=speed_up_model(model, compile=tc.compile), optimizer=optimizer, scheduler=scheduler,
+                    scaler=make_scaler(amp, device), device=device, amp=amp, generator=torch.Generator(),
+                    n_classes=n_classes)
+    if loaded is not None:
+        restore_state(run, loaded)
+    return run, state
+
+
+def restore_state(run: WorkerRun, loaded: dict[str, Any]) -> None:
+    """Optimiser, LR scheduler and AMP scaler state of a checkpoint's ``state.pt`` into ``run``.
+
+    The scaler's state (its scale and growth tracker) is taken when this run scales its loss and the checkpoint's
+    did too (a disabled scaler saves ``{}``): a run resumed on another kind of device starts a fresh scale.
+    """
+    run.optimizer.load_state_dict(loaded["optimizer"])
+    run.scheduler.load_state_dict(loaded["scheduler"])
+    if run.scaler.is_enabled() and loaded.get("scaler"):
+        run.scaler.load_state_dict(loaded["scaler"])
 
 
 def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -> dict[str, float]:
     """One pass over this worker's share of the train split (a Ray Data ``DataIterator``), reseeded from ``seed``.
 
     Returns ``train_loss`` (mean cross-entropy in nats per sample), ``train_accuracy`` (of the hard labels, per
-    segment), ``train_seconds`` and ``samples_per_second``, summed over all workers (DDP all-reduce).
+    segment), ``train_seconds`` and ``samples_per_second``, summed over all workers (DDP all-reduce), and
+    ``data_wait_seconds``: how long this worker waited for its next batch (Ray Data's prefetch thread collates it,
+    on CUDA into pinned memory, and copies it to the device; the rest of ``train_seconds`` is the steps).
     """
     from spectrotune.training.augment import mixup, soft_cross_entropy, spec_augment
     from spectrotune.training.transfer import freeze_batch_norm
@@ -186,21 +198,27 @@ def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -
     run.generator.manual_seed(seed + 1)
     run.model.train()
     if run.frozen:
-        freeze_batch_norm(run.model)
+        freeze_batch_norm(unwrap_model(run.model))
     # Accumulated on the device: converting every step would synchronise a GPU once per batch.
     loss_acc = torch.zeros((), dtype=torch.float64, device=run.device)
     correct_acc = torch.zeros((), dtype=torch.int64, device=run.device)
-    seen = 0
-    for batch in shard.iter_torch_batches(
+    seen, data_wait = 0, 0.0
+    batches = iter(shard.iter_torch_batches(
         batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer or None,
         local_shuffle_seed=seed % (2**31) if tc.shuffle_buffer else None,
-        prefetch_batches=tc.prefetch_batches, device=run.device,
-    ):  # fmt: skip
+        prefetch_batches=tc.prefetch_batches, device=run.device, **input_options(run.device),
+    ))  # fmt: skip
+    while True:
+        t_wait = time.perf_counter()
+        batch = next(batches, None)
+        data_wait += time.perf_counter() - t_wait
+        if batch is None:
+            break
         x, y = batch[MEL].float(), batch[LABEL].long()
         if tc.spec_augment:
             x = spec_augment(x, generator=run.generator, time_masks=tc.time_masks, time_width=tc.time_width,
                              freq_masks=tc.freq_masks, freq_width=tc.freq_width)
-        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        with run.amp.autocast(run.device):
             if tc.mixup_alpha > 0:
                 x, y_soft = mixup(x, y, alpha=tc.mixup_alpha, n_classes=run.n_classes, generator=run.generator)
                 logits = run.model(x)
@@ -220,7 +238,8 @@ def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -
     train_seconds = time.perf_counter() - t0
     loss_sum, correct, total = _all_reduce_sum([loss_sum, correct, float(seen)], run.device)
     return {"train_loss": loss_sum / max(total, 1.0), "train_accuracy": correct / max(total, 1.0),
-            "train_seconds": train_seconds, "samples_per_second": total / max(train_seconds, 1e-9)}
+            "train_seconds": train_seconds, "samples_per_second": total / max(train_seconds, 1e-9),
+            "data_wait_seconds": data_wait}
 
 
 @torch.no_grad()
@@ -235,9 +254,9 @@ def validate(run: WorkerRun, shard: Any, *, tc: TrainConfig) -> dict[str, float]
     probs, labels, tracks, loss_sum = [], [], [], 0.0
     for batch in shard.iter_batches(batch_size=max(tc.batch_size, 256), batch_format="numpy",
                                     prefetch_batches=tc.prefetch_batches):
-        x = torch.from_numpy(np.ascontiguousarray(batch[MEL], dtype=np.float32)).to(run.device)
-        y = torch.from_numpy(batch[LABEL].astype(np.int64)).to(run.device)
-        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        x = to_device(batch[MEL], run.device)
+        y = to_device(batch[LABEL], run.device, dtype=np.int64)
+        with run.amp.autocast(run.device):
             logits = model(x).float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         probs.append(torch.softmax(logits, dim=1).cpu().numpy())
@@ -248,24 +267,34 @@ def validate(run: WorkerRun, shard: Any, *, tc: TrainConfig) -> dict[str, float]
 
 def report_epoch(run: WorkerRun, state: dict[str, Any], metrics: dict[str, Any], *, rank: int,
                  loop_config: dict[str, Any]) -> None:
-    """Report one epoch to Ray Train; rank 0 also prints the epoch line and attaches the checkpoint."""
+    """Report one epoch to Ray Train (rank 0 attaches the checkpoint) and return once the controller registered it;
+    then rank 0 prints the epoch line.
+
+    ``ray.train.report`` returns as soon as the checkpoint is uploaded and the report sits in this worker's result
+    queue (``Queue(maxsize=1)``); the controller takes it from there only at its next poll of the workers (every
+    ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default) and registers it then, writing the run's
+    ``checkpoint_manager_snapshot.json``. A worker killed in between took the report with it: with ~1-s epochs
+    the run restarted two epochs back. Waiting for the registration (``get_all_reported_checkpoints`` in
+    ``COMMITTED`` mode) before the next epoch starts bounds what a kill can lose to the epoch in progress, and the
+    epoch line means "this epoch is safe". The cost: up to one poll interval per epoch.
+    """
     import ray.train
 
     epoch = int(metrics["epoch"])
     name = checkpoint_dir_name(epoch)
     if rank != 0:
         ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
-        return
-    if loop_config.get("progress", False):
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_checkpoint(Path(tmp), model=run.model, spec=loop_config["spec"], state={
+                **state, "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                "scaler": run.scaler.state_dict()})
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+    ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+    if rank == 0 and loop_config.get("progress", False):
         # Not print(): Ray Train patches it in workers to log *and* echo, so each line came out twice.
         sys.stdout.write(epoch_line(metrics, epochs=loop_config["config"].train.epochs) + "\n")
         sys.stdout.flush()
-    with tempfile.TemporaryDirectory() as tmp:
-        write_checkpoint(Path(tmp), model=run.model, spec=loop_config["spec"], state={
-            **state, "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-            "scaler": run.scaler.state_dict()})
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
-    maybe_kill_worker(epoch, fault_epoch=loop_config.get("test_kill_epoch"), run_dir=loop_config["run_dir"])
 
 
 def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
@@ -307,32 +336,3 @@ def _quiet_train_worker() -> None:
         train_context.logger.setLevel(logging.WARNING)
     except (ImportError, AttributeError):  # a Ray whose internals moved: the line is noise, not an error
         pass
-
-
-def fault_epoch_from_env() -> int | None:
-    """Tests only: ``SPECTROTUNE_TEST_KILL_EPOCH`` of this (driver) process as an epoch number, else ``None``."""
-    value = os.environ.get(TEST_KILL_EPOCH_ENV, "").strip()
-    return int(value) if value else None
-
-
-def maybe_kill_worker(epoch: int, *, fault_epoch: int | None, run_dir: str) -> None:
-    """Testing aid: after ``fault_epoch``'s checkpoint is registered, kill this worker process once.
-
-    A marker file ``fault-injected-epoch-N`` in ``run_dir`` records the kill, so the restarted worker goes on.
-    """
-    if fault_epoch is None or epoch != fault_epoch:
-        return
-    marker = storage.join(run_dir, f"fault-injected-epoch-{epoch}")
-    if storage.exists(marker):
-        return
-    import ray.train
-
-    # report() returns once the checkpoint is uploaded, but the controller registers it asynchronously: wait
-    # until it has, or the restart would resume from the epoch before.
-    try:
-        ray.train.get_all_reported_checkpoints(timeout_s=120)
-    except Exception:  # noqa: BLE001 - best effort; the kill is what is being tested
-        time.sleep(5)
-    storage.write_text(marker, f"worker killed after epoch {epoch} ({TEST_KILL_EPOCH_ENV})\n")
-    print(f"fault injection: killing rank 0 after epoch {epoch}", flush=True)
-    os._exit(1)

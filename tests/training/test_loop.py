@@ -1,5 +1,5 @@
 """Tests of spectrotune.training.loop's steps without Ray: one epoch of training and a validation pass over fake
-shards (the two methods of a Ray Data ``DataIterator`` the loop uses), and the test-side fault hook."""
+shards (the two methods of a Ray Data ``DataIterator`` the loop uses)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 
 from spectrotune.config import load_config
 from spectrotune.schema import LABEL, MEL, METRIC_KEYS, SCORE, TRACK_ID
-from spectrotune.training.loop import (TEST_KILL_EPOCH_ENV, WorkerRun, fault_epoch_from_env, maybe_kill_worker,
-                                       train_one_epoch, validate)
+from spectrotune.training.accel import AmpPolicy, make_scaler
+from spectrotune.training.checkpoint import read_checkpoint, write_checkpoint
+from spectrotune.training.loop import WorkerRun, restore_state, train_one_epoch, validate
 
 N_MELS, N_FRAMES, N_CLASSES = 16, 20, 3
 
@@ -30,20 +31,22 @@ class FakeShard:
             yield {k: v[i:i + batch_size] for k, v in self.rows.items()}
 
     def iter_torch_batches(self, *, batch_size, local_shuffle_buffer_size, local_shuffle_seed, prefetch_batches,
-                           device):
+                           device, pin_memory):
+        self.pin_memory = pin_memory
         for batch in self.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=0):
             yield {MEL: torch.from_numpy(batch[MEL]).to(device), LABEL: torch.from_numpy(batch[LABEL]).to(device)}
 
 
-def _run(*overrides: str) -> tuple[WorkerRun, object]:
+def _run(*overrides: str, amp: AmpPolicy = AmpPolicy()) -> tuple[WorkerRun, object]:
+    """A worker run on CPU; ``amp`` stands in for what :func:`amp_policy` decides on a CUDA worker."""
     config = load_config("demo", overrides=["train.batch_size=8", *overrides])
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(N_MELS * N_FRAMES, N_CLASSES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    run = WorkerRun(model=model, optimizer=optimizer, scheduler=scheduler,
-                    scaler=torch.amp.GradScaler("cuda", enabled=False), device=torch.device("cpu"), use_amp=False,
-                    generator=torch.Generator(), n_classes=N_CLASSES)
+    device = torch.device("cpu")
+    run = WorkerRun(model=model, optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(amp, device),
+                    device=device, amp=amp, generator=torch.Generator(), n_classes=N_CLASSES)
     return run, config.train
 
 
@@ -57,7 +60,10 @@ def test_one_epoch_trains_every_row_and_repeats_from_its_seed(augment):
         results.append(train_one_epoch(run, shard, tc=tc, seed=123))
         weights.append(run.model[1].weight.detach().clone())
     trained = results[0]
-    assert set(trained) == {"train_loss", "train_accuracy", "train_seconds", "samples_per_second"} < set(METRIC_KEYS)
+    assert set(trained) == {"train_loss", "train_accuracy", "train_seconds", "samples_per_second",
+                            "data_wait_seconds"} < set(METRIC_KEYS)
+    assert 0.0 <= trained["data_wait_seconds"] <= trained["train_seconds"]
+    assert shard.pin_memory is False  # nothing to pin for a CPU device
     assert np.isfinite(trained["train_loss"]) and 0.0 <= trained["train_accuracy"] <= 1.0
     assert trained["samples_per_second"] == pytest.approx(24 / trained["train_seconds"])
     assert results[1]["train_loss"] == trained["train_loss"] and torch.equal(weights[0], weights[1])
@@ -75,14 +81,62 @@ def test_validation_scores_every_valid_row_per_segment_and_per_track():
     assert not run.model.training  # validation leaves the model in eval mode
 
 
-def test_fault_epoch_comes_only_from_the_test_environment_variable(monkeypatch):
-    monkeypatch.delenv(TEST_KILL_EPOCH_ENV, raising=False)
-    assert fault_epoch_from_env() is None
-    monkeypatch.setenv(TEST_KILL_EPOCH_ENV, "2")
-    assert fault_epoch_from_env() == 2
+# The CUDA-only branches, on CPU: the policies amp_policy picks on a CUDA worker (float16 with loss scaling, or
+# bfloat16 without), with autocast and an enabled GradScaler on the CPU device.
+CUDA_LIKE = [AmpPolicy(enabled=True, dtype=torch.float16, scaler=True),
+             AmpPolicy(enabled=True, dtype=torch.bfloat16, scaler=False)]
 
 
-def test_no_fault_is_injected_at_other_epochs(tmp_path):
-    maybe_kill_worker(1, fault_epoch=None, run_dir=str(tmp_path))
-    maybe_kill_worker(1, fault_epoch=2, run_dir=str(tmp_path))  # would os._exit at epoch 2 only
-    assert list(tmp_path.iterdir()) == []
+@pytest.mark.parametrize("amp", CUDA_LIKE, ids=["float16+scaler", "bfloat16"])
+def test_amp_step_runs_the_forward_in_the_policy_dtype_and_scales_the_loss(amp):
+    run, tc = _run(amp=amp)
+    seen = []
+    run.model[1].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    plain, _ = _run()
+    before = run.model[1].weight.detach().clone()
+    trained = train_one_epoch(run, FakeShard(), tc=tc, seed=1)
+    assert seen == [amp.dtype] * 3  # every step's forward ran under autocast
+    assert np.isfinite(trained["train_loss"]) and not torch.equal(run.model[1].weight, before)
+    assert run.model[1].weight.dtype == torch.float32  # autocast leaves the master weights in float32
+    assert run.scaler.is_enabled() is amp.scaler
+    if amp.scaler:  # three unscaled, finite steps: the scaler counted them towards its next growth
+        assert run.scaler.state_dict()["_growth_tracker"] == 3
+    assert abs(trained["train_loss"] - train_one_epoch(plain, FakeShard(), tc=tc, seed=1)["train_loss"]) < 0.05
+    seen.clear()
+    valid = validate(run, FakeShard(n=10), tc=tc)
+    assert seen == [amp.dtype] and np.isfinite(valid["valid_loss"])
+
+
+def _save_and_read(run: WorkerRun, directory) -> dict:
+    write_checkpoint(directory, model=run.model, spec={"model": "test"}, state={
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict()})
+    return read_checkpoint(directory)[1]
+
+
+def test_scaler_state_is_saved_in_the_checkpoint_and_restored(tmp_path):
+    run, tc = _run(amp=CUDA_LIKE[0])
+    train_one_epoch(run, FakeShard(), tc=tc, seed=1)
+    run.scaler.update(new_scale=1024.0)  # a scale a fresh scaler would not have (it starts at 65536)
+    loaded = _save_and_read(run, tmp_path)
+    assert loaded["scaler"] == run.scaler.state_dict() and loaded["scaler"]["scale"] == 1024.0
+
+    resumed, _ = _run(amp=CUDA_LIKE[0])
+    restore_state(resumed, loaded)
+    assert resumed.scaler.state_dict() == run.scaler.state_dict()
+    assert resumed.scheduler.last_epoch == run.scheduler.last_epoch == 3
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == 3
+
+    on_cpu, _ = _run()  # the same checkpoint resumed without loss scaling: the scaler stays off
+    restore_state(on_cpu, loaded)
+    assert not on_cpu.scaler.is_enabled() and on_cpu.scaler.state_dict() == {}
+
+
+def test_a_checkpoint_without_scaler_state_leaves_a_fresh_scale(tmp_path):
+    plain, tc = _run()
+    train_one_epoch(plain, FakeShard(), tc=tc, seed=1)
+    loaded = _save_and_read(plain, tmp_path)
+    assert loaded["scaler"] == {}  # what a disabled scaler saves
+    resumed, _ = _run(amp=CUDA_LIKE[0])
+    restore_state(resumed, loaded)
+    assert resumed.scaler.is_enabled() and resumed.scaler.get_scale() == 65536.0
