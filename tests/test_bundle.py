@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -217,3 +218,34 @@ def test_a_bundle_names_its_front_end_and_one_without_the_key_is_log_mel(tmp_pat
     assert recipe.log_mel == LogMel(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, top_db=None,
                                     frontend="musicnn")
     assert recipe.log_mel(np.zeros((2, 47872), np.float32)).shape == (2, 96, 187)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "api"])
+def test_every_command_that_loads_a_bundle_refuses_a_tampered_one_in_one_line(tmp_path, capsys, monkeypatch,
+                                                                            command):
+    import shutil
+
+    import soundfile as sf
+
+    import spectrotune as st
+    from spectrotune import runtime
+    from spectrotune.cli import main
+
+    monkeypatch.setattr(runtime, "init_ray", lambda **_: pytest.fail("Ray was started for a bundle to refuse"))
+    _save(tmp_path / "b")
+    weights = tmp_path / "b" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # copied half-way
+    expected = f"{tmp_path / 'b'}: model.safetensors is truncated or changed (sha256 "
+    if command == "api":
+        with pytest.raises(BundleError, match=re.escape(expected)):
+            st.load_bundle(tmp_path / "b")
+        return
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.zeros(22050 * 3, np.float32), 22050)
+    data = shutil.copytree(LEGACY_DATASET, tmp_path / "data")
+    argv = {"predict": ["predict", str(tmp_path / "b"), str(clip)],
+            "evaluate": ["evaluate", str(tmp_path / "b"), "--data", str(data), "--out", str(tmp_path / "r")]}[command]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"spectrotune: error: {expected}"), err
+    assert not (tmp_path / "r").exists()

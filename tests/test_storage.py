@@ -189,6 +189,32 @@ def test_an_evaluate_report_that_fills_the_disk_leaves_the_old_report(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "report"]  # and no staging folder left
 
 
+@pytest.mark.integration
+def test_a_dataset_whose_disk_fills_up_or_is_not_writable_is_not_published(tmp_path, monkeypatch, ray_session):
+    """The manifest is the dataset's last file: a disk full there leaves no dataset a later stage would read; an
+    --out under a regular file is named."""
+    from spectrotune.config import load_config
+    from spectrotune.prepare.driver import prepare
+
+    generate_corpus(tmp_path / "corpus", genres=2, tracks=2, seconds=2.0, seed=0)
+    failed = _disk_fills_up(monkeypatch, on="manifest.json")
+    with pytest.raises(StorageError) as info:
+        prepare(tmp_path / "corpus", tmp_path / "ds", config=load_config("demo"), progress=False, log=lambda _: None)
+    assert failed and str(info.value).endswith("manifest.json: cannot write: the disk is full (no space left on "
+                                               "device)")
+    assert not (tmp_path / "ds").exists()
+    with pytest.raises(DatasetError, match="not a prepared spectrotune dataset"):
+        D.read_manifest(tmp_path / "ds")
+    assert not list(tmp_path.rglob("manifest.json")) and not list(tmp_path.rglob(".manifest.json.tmp-*"))
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("a regular file")  # not writable, for root too
+    with pytest.raises(StorageError) as info:
+        prepare(tmp_path / "corpus", tmp_path / "file" / "ds", config=load_config("demo"), progress=False,
+                log=lambda _: None)
+    assert str(info.value).startswith(f"{tmp_path / 'file'}/") and str(info.value).endswith(
+        ": cannot create folder: a parent of it is a file, not a folder")
+
+
 # ------------------------------------------------------------------------------------------------ the S3 server
 
 
@@ -393,14 +419,16 @@ def test_sweep_with_sources_and_outputs_on_s3(on_s3, s3):
                  log=lambda _: None)
 
 
-def test_a_corpus_uri_is_refused_with_a_clear_message(tmp_path):
+def test_a_corpus_uri_pyarrow_cannot_open_is_refused_naming_it(tmp_path):
+    """Corpus URIs are read (tests/prepare/test_faults.py prepares from s3://); one that no file system serves is
+    one clear line, and nothing is written."""
     from spectrotune.config import load_config
-    from spectrotune.errors import ConfigError
+    from spectrotune.errors import StorageError
     from spectrotune.prepare.driver import prepare
 
-    with pytest.raises(ConfigError, match=r"--source s3://bucket/gtzan: the corpus must be a folder every node"):
-        prepare("s3://bucket/gtzan", tmp_path / "out", config=load_config("demo"), log=lambda _: None)
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(StorageError, match=r"^nosuch://bucket/gtzan: cannot open this URI"):
+        prepare("nosuch://bucket/gtzan/", tmp_path / "out", config=load_config("demo"), log=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.integration
