@@ -51,7 +51,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def _add_prepare_args(p: argparse.ArgumentParser, *, out_help: str) -> None:
     """Options of every command that prepares a corpus (prepare, pipeline)."""
     _add_config_args(p)
-    p.add_argument("--source", required=True, help="corpus folder (GTZAN/audio <genre>/ folders or Spotify images)")
+    p.add_argument("--source", required=True, help="corpus folder or URI (s3://bucket/gtzan/): GTZAN/audio "
+                   "<genre>/ folders or Spotify images")
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
     p.add_argument("--strict", action="store_true", help="exit 1 if any input failed to prepare (it always does when every input failed)")
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Decode, segment, add noise, compute log-mel and features on Ray Data; write "
                                    "Parquet shards partitioned by split with manifest.json and errors.parquet.")
     _add_prepare_args(p, out_help="output dataset folder")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted prepare into --out (same config and source): tasks that finished "
+                        "are kept, the rest run; without one it prepares from the start")
     p.set_defaults(func=commands.cmd_prepare)
 
     p = sub.add_parser("inspect", help="summarise a prepared dataset, render examples, export noisy audio",

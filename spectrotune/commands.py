@@ -45,7 +45,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     base = {"prepare.strict": True} if args.strict else {}
     config = _config(args, **base)
-    result = prepare(args.source, args.out, config=config, overwrite=args.overwrite, progress=not args.no_progress)
+    result = prepare(args.source, args.out, config=config, overwrite=args.overwrite, resume=args.resume,
+                     progress=not args.no_progress)
     print(result.summary())
     if result.all_failed:
         raise InputsFailedError(f"every input failed ({result.n_failed}); nothing was prepared")

@@ -5,11 +5,17 @@ files out to tasks; each task decodes, segments, adds the noise variants, comput
 its own shard per split straight to Parquet (:func:`spectrotune.prepare.task.process_batch`), returning only counts
 and error records. Arrays never travel through the object store, so memory stays flat as the corpus grows.
 
-Output appears atomically: everything is written into a hidden sibling folder and renamed onto ``out`` only when
-all tasks finished and the manifest is written. An existing ``out`` is refused unless ``overwrite``. ``out`` may be
-a URI (``s3://bucket/gtzan``): the tasks then write their shards straight to the object store, under a hidden
-staging prefix that is copied into place at the end with ``manifest.json`` last (:mod:`spectrotune.storage`).
-Runs on a local Ray by default, or on the cluster named by ``RAY_ADDRESS``.
+Output appears atomically: everything is written into a hidden staging folder beside ``out`` and renamed onto
+``out`` only when all tasks finished and the manifest is written. An existing ``out`` is refused unless
+``overwrite``. ``out`` may be a URI (``s3://bucket/gtzan``): the tasks then write their shards straight to the
+object store, under the staging prefix that is copied into place at the end with ``manifest.json`` last
+(:mod:`spectrotune.storage`). The source may be a URI too (``s3://bucket/gtzan/``): it is listed through pyarrow
+and each task downloads its files (:mod:`spectrotune.sources.listing`, :mod:`spectrotune.prepare.task`).
+
+An interrupted prepare (Ctrl-C, a killed driver, a lost node) keeps its staging folder with every finished task's
+shards; ``resume`` finishes it, running only the tasks that had not finished, and publishes the same bytes an
+uninterrupted run would have (:mod:`spectrotune.prepare.resume`). Runs on a local Ray by default, or on the
+cluster named by ``RAY_ADDRESS``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from spectrotune.dataset import (
     SourceInfo, Timings,
 )
 from spectrotune.errors import ConfigError, InputsFailedError, OutputExistsError
+from spectrotune.prepare import resume as staging_state
 from spectrotune.sources.kinds import LogMel, SourceKind, source_kind
 from spectrotune.sources.listing import SourceItem, list_source
 from spectrotune.sources.splits import assign_splits
@@ -52,6 +59,8 @@ class PrepareResult:
 
     out: Path | str
     manifest: DatasetManifest
+    tasks_run: int = 0  #: Ray Data tasks this call ran
+    tasks_skipped: int = 0  #: tasks a resumed prepare kept from the interrupted run (their shards were done)
 
     @property
     def n_failed(self) -> int:
@@ -67,6 +76,8 @@ class PrepareResult:
         rows = sum(m.counts.rows_per_split.values())
         line = (f"prepared {m.counts.tracks} tracks -> {rows} rows in {m.timings.total_seconds:.1f} s "
                 f"({', '.join(f'{s}: {n}' for s, n in m.counts.rows_per_split.items())}) at {self.out}")
+        if self.tasks_skipped:
+            line += f"\nresumed: {self.tasks_skipped} task(s) kept from the interrupted run, {self.tasks_run} run"
         if self.n_failed:
             line += (f"\n{self.n_failed} input(s) failed; see {storage.join(self.out, ERRORS)} "
                      f"(first: {m.errors.examples[0]})")
@@ -79,27 +90,31 @@ def prepare(
     *,
     config: Config,
     overwrite: bool = False,
+    resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = logger.info,
 ) -> PrepareResult:
-    """Prepare ``source`` into a Parquet dataset at ``out`` (see :mod:`spectrotune.dataset` for the layout).
+    """Prepare ``source`` (a folder or a URI) into a Parquet dataset at ``out`` (see :mod:`spectrotune.dataset`).
+
+    ``resume`` finishes the unfinished prepare into ``out`` (its staging folder, :mod:`spectrotune.prepare.resume`)
+    when there is one, keeping the tasks that had finished; without one it prepares from the start.
 
     Raises
     ------
     OutputExistsError
-        ``out`` exists and ``overwrite`` is false.
+        ``out`` exists and ``overwrite`` is false; or an unfinished prepare into ``out`` is there and neither
+        ``resume`` nor ``overwrite`` is given.
+    ConfigError
+        ``resume``, and the config or the source changed since the unfinished run (the message says what).
     InputsFailedError
         ``config.prepare.strict`` is set and any input failed (the dataset is still written).
     """
     t_start = time.perf_counter()
-    if storage.is_uri(source):
-        raise ConfigError(f"--source {source}: the corpus must be a folder every node can read (a local disk, or "
-                          "a shared or mounted file system); copy it there first (e.g. aws s3 sync). Outputs "
-                          "(--out) may be URIs.")
     out = storage.norm(out)
     if storage.exists(out) and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    source = Path(source).absolute()  # the tasks may run in another folder (a Ray started elsewhere, a cluster)
+    # Absolute: the tasks may run in another folder (a Ray started elsewhere, a cluster). A URI is read by each task.
+    source = storage.norm(source)
     listing = list_source(source, kind=config.source.kind, group_by_song=config.split.kind != "folders")
     kind = source_kind(listing.kind)
     kind.mel_shape(config)  # refuses a front end the kind cannot use (features.frontend) before any task starts
@@ -116,14 +131,26 @@ def prepare(
     if kind.has_audio and config.noise.enabled and any(v.kind == "file" for v in config.noise.variants):
         background = audio.decode(config.noise.background, sr=config.audio.sample_rate, min_seconds=0.1)
 
-    tmp = storage.staging_sibling(out)
-    storage.makedirs(tmp)
-    log(f"processing {len(items)} {kind.noun} files in Ray Data tasks")
+    state = staging_state.open_staging(out, resume=resume, overwrite=overwrite, config=config, source=source,
+                                       files=listing.stats, log=log)
+    staging = staging_state.staging_dir(out)
+    tmp = staging_state.staged_dataset(staging)
+    if state is None:
+        plan = staging_state.plan_tasks(items, _files_per_task(config, len(items)))
+        storage.makedirs(tmp)
+        staging_state.new_state(out=out, source=source, config=config, files=listing.stats, plan=plan).write(staging)
+        done: dict[str, BatchResult] = {}
+    else:
+        plan = _recorded_plan(state, items)
+        done = staging_state.done_tasks(staging, list(plan))
+        log(f"resuming: {len(done)} of {len(plan)} tasks done, running {len(plan) - len(done)}")
+    todo = {shard: batch for shard, batch in plan.items() if shard not in done}
+    log(f"processing {sum(map(len, todo.values()))} {kind.noun} files in {len(todo)} Ray Data tasks")
     try:
-        results = _run_tasks(items, splits=splits, labels=labels, config=config, kind=kind, tmp=tmp,
-                             background=background, progress=progress)
+        results = list(done.values()) + _run_tasks(todo, splits=splits, labels=labels, config=config, kind=kind,
+                                                   staging=staging, background=background, progress=progress)
         t_done = time.perf_counter()
-        merged = merge_results(results)
+        merged = merge_results(sorted(results, key=lambda r: r.shard))  # the plan's order, however they finished
         errors = [{"path": p, "track_id": "", "genre": "", "stage": "list", "reason": r}
                   for p, r in listing.problems] + merged["errors"]
         sink = pa.BufferOutputStream()
@@ -137,35 +164,44 @@ def prepare(
         manifest.write(tmp)
         storage.replace_dir(tmp, out, last=[MANIFEST])
     except BaseException:
-        storage.delete(tmp)
+        # Kept: the finished tasks' shards are hours of work on a big corpus. A plain rerun refuses until it is
+        # given --resume (finish it) or --overwrite (start again); a later stage never reads a staging folder.
+        log(f"prepare stopped; the finished tasks are kept in {staging}: run the same command with --resume to "
+            "finish it")
         raise
-    result = PrepareResult(out=out, manifest=manifest)
+    storage.delete(staging)
+    result = PrepareResult(out=out, manifest=manifest, tasks_run=len(todo), tasks_skipped=len(done))
     if config.prepare.strict and result.n_failed:
         raise InputsFailedError(f"--strict: {result.n_failed} input(s) failed; see {storage.join(out, ERRORS)}")
     return result
 
 
-def _batches(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
-    """Chunks of about ``size`` files, never splitting one track's files across chunks."""
-    by_track: dict[str, list[SourceItem]] = {}
-    for item in items:
-        by_track.setdefault(item.track_id, []).append(item)
-    batches: list[list[SourceItem]] = []
-    current: list[SourceItem] = []
-    for track_items in by_track.values():
-        current.extend(track_items)
-        if len(current) >= size:
-            batches.append(current)
-            current = []
-    if current:
-        batches.append(current)
-    return batches
+def _files_per_task(config: Config, n_items: int) -> int:
+    """Files per task of a new plan: at least ~4 tasks per CPU of the cluster, so a small corpus still keeps every
+    core busy; never more than ``prepare.files_per_task``. (A resumed prepare keeps the plan it recorded.)"""
+    import ray
+
+    runtime.init_ray()
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / config.prepare.num_cpus))
+    return max(1, min(config.prepare.files_per_task, -(-n_items // (4 * cpus))))
 
 
-def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[str, int], config: Config,
-               kind: SourceKind, tmp: Path | str, background: np.ndarray | None, progress: bool
+def _recorded_plan(state: staging_state.PrepareState, items: list[SourceItem]) -> dict[str, list[SourceItem]]:
+    by_path = {item.path: item for item in items}
+    missing = [p for paths in state.tasks.values() for p in paths if p not in by_path]
+    if missing:  # the fingerprint matched, so only a changed split assignment can get here
+        raise ConfigError(f"cannot resume: {missing[0]} was planned but is no longer assigned to a split; pass "
+                          "--overwrite without --resume to start again")
+    return {shard: [by_path[p] for p in paths] for shard, paths in state.tasks.items()}
+
+
+def _run_tasks(plan: dict[str, list[SourceItem]], *, splits: dict[str, str], labels: dict[str, int],
+               config: Config, kind: SourceKind, staging: Path | str, background: np.ndarray | None, progress: bool
                ) -> list[BatchResult]:
-    """Run :func:`process_batch` over batches of ``items`` as Ray Data tasks; their reports, in no set order."""
+    """Run :func:`process_batch` over the planned shards as Ray Data tasks, each marking itself done in ``staging``
+    once its shards are written; their reports, in no set order."""
+    if not plan:
+        return []
     import ray
 
     runtime.init_ray()
@@ -173,16 +209,11 @@ def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[
     # Ray Data's own bars (tqdm_ray) drew nothing on a terminal here; the files-done bar below is drawn instead.
     ctx.enable_progress_bars = False
     ctx.verbose_stats_logs = False
-    # At least ~4 tasks per CPU so a small corpus still keeps every core busy; never more files than configured.
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / config.prepare.num_cpus))
-    per_task = max(1, min(config.prepare.files_per_task, -(-len(items) // (4 * cpus))))
-    batches = _batches(items, per_task)
-    if not batches:
-        return []
+    tmp = staging_state.staged_dataset(staging)
     split_ref = ray.put(dict(splits))
     background_ref = ray.put(background) if background is not None else None
-    tasks = [{"shard": f"part-{i:05d}", "items": json.dumps([asdict(x) for x in batch]), "n_files": len(batch)}
-             for i, batch in enumerate(batches)]
+    tasks = [{"shard": shard, "items": json.dumps([asdict(x) for x in batch]), "n_files": len(batch)}
+             for shard, batch in plan.items()]
 
     def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from threadpoolctl import threadpool_limits
@@ -197,13 +228,15 @@ def _run_tasks(items: list[SourceItem], *, splits: dict[str, str], labels: dict[
                 r = process_batch(batch_items, splits=split_map, labels=labels, config=config, kind=kind,
                                   out_dir=tmp, shard_name=str(shard), background=bg)
                 r.node_id = node_id
+                staging_state.write_done(staging, r)  # after its shards: a marker means a finished task
                 reports.append(json.dumps(asdict(r)))
         return {"report": np.array(reports, dtype=object), "n_files": np.asarray(batch["n_files"])}
 
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
     ds = ds.map_batches(run, batch_size=1, num_cpus=config.prepare.num_cpus, zero_copy_batch=True)
     results = []
-    with console.Progress("prepare", len(items), unit=f"{kind.noun} files", enabled=progress) as bar:
+    n_files = sum(len(batch) for batch in plan.values())
+    with console.Progress("prepare", n_files, unit=f"{kind.noun} files", enabled=progress) as bar:
         for row in ds.iter_rows():  # as each task finishes
             results.append(BatchResult(**json.loads(row["report"])))
             bar.advance(int(row["n_files"]))
@@ -222,7 +255,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _manifest(*, config: Config, kind: SourceKind, source: Path, labels: list[str], merged: dict[str, Any],
+def _manifest(*, config: Config, kind: SourceKind, source: Path | str, labels: list[str], merged: dict[str, Any],
               errors: list[dict[str, str]], split_info: dict[str, Any], n_tracks: int,
               timings: dict[str, float]) -> DatasetManifest:
     n_mels, n_frames = kind.mel_shape(config)
@@ -238,7 +271,7 @@ def _manifest(*, config: Config, kind: SourceKind, source: Path, labels: list[st
     return DatasetManifest(
         format=FORMAT,
         created_unix=time.time(),
-        source=SourceInfo(path=str(source.absolute()), kind=kind.name),
+        source=SourceInfo(path=str(source), kind=kind.name),
         config=config.to_dict(),
         config_hash=config.hash(),
         labels=tuple(labels),

@@ -3,14 +3,21 @@
 Pure numpy/pyarrow, no ``ray``: :mod:`spectrotune.prepare.driver` ships batches of :class:`~spectrotune.sources.listing.SourceItem`
 to Ray tasks that call :func:`process_batch`. A file that cannot be used is recorded with its reason and the rest of
 the batch goes on (one bad file never costs a worker's batch). Randomness comes only from seeds derived from
-``(seed, track_id, segment, variant)``, so any shard can be rebuilt bit-identically.
+``(seed, track_id, segment, variant)``, so any shard can be rebuilt bit-identically: a task run again (a Ray retry
+after a killed worker, a resumed prepare) first removes whatever shard files an earlier attempt of it left, then
+writes the same bytes. Items whose path is an object-store URI (``--source s3://...``) are downloaded to a local
+temporary file in the task (every decoder, ffmpeg's included, reads a local file); an object that cannot be read is
+recorded like a file that cannot be decoded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spectrotune import storage
-from spectrotune.config import Config
+from spectrotune.config import SPLITS, Config
 from spectrotune.dataset import (
     CLEAN, FEATURES, GENRE, LABEL, MEL, SEGMENT, SHARDS, SNR_DB, TRACK_ID, VARIANT, mel_column, segment_schema,
     shard_file,
@@ -45,6 +52,7 @@ class BatchResult:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds spent
     files: list[str] = field(default_factory=list)  # shard files written (relative)
     node_id: str = ""  # Ray node that ran the task (filled by the pipeline; shows where work was scheduled)
+    shard: str = ""  # the task's shard name (part-00000): results are merged in this order
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
@@ -123,19 +131,27 @@ def process_batch(
     background : ndarray, optional
         Decoded background-noise recording (float32, at the configured rate) for variants of kind ``file``.
     """
-    result = BatchResult()
+    result = BatchResult(shard=shard_name)
     columns: dict[str, _Columns] = {}
     tracks: dict[str, set[str]] = {}
+    for split in SPLITS:  # what an earlier, unfinished attempt of this task wrote (a split it may not write now)
+        storage.delete(storage.join(out_dir, shard_file(split, shard_name)))
     for item in items:
         split = splits[item.track_id]
+        local = item.path
         try:
-            windows = kind.track_windows(item, split=split, config=config, background=background,
-                                         timer=result.add_time)
+            with _local_copy(item, timer=result.add_time) as local:
+                windows = kind.track_windows(replace(item, path=local), split=split, config=config,
+                                             background=background, timer=result.add_time)
+        except _ReadError as e:
+            result.errors.append(_error(item, "read", str(e)))
+            continue
         except InputError as e:
-            result.errors.append(_error(item, "decode", getattr(e, "reason", None) or str(e)))
+            reason = getattr(e, "reason", None) or str(e).removeprefix(f"{local}: ")
+            result.errors.append(_error(item, "decode", reason.replace(local, item.path)))
             continue
         except Exception as e:  # noqa: BLE001 - one bad file must never cost the batch; the reason is recorded
-            result.errors.append(_error(item, "process", f"{type(e).__name__}: {e}"))
+            result.errors.append(_error(item, "process", f"{type(e).__name__}: {e}".replace(local, item.path)))
             continue
         _add_rows(result, columns.setdefault(split, _Columns()), item, windows, split=split,
                   label=labels[item.genre])
@@ -158,6 +174,35 @@ def process_batch(
     result.add_time("write", time.perf_counter() - start)
     result.tracks = {split: len(ids) for split, ids in tracks.items()}
     return result
+
+
+class _ReadError(Exception):
+    """An object of a URI source could not be downloaded (the message is the reason)."""
+
+
+@contextlib.contextmanager
+def _local_copy(item: SourceItem, *, timer) -> Iterator[str]:
+    """A local path with ``item``'s bytes: its own path when local, else a temporary download (same suffix, so the
+    decoder is chosen by the extension as for a local file), removed afterwards."""
+    if not storage.is_uri(item.path):
+        yield item.path
+        return
+    t0 = time.perf_counter()
+    try:
+        payload = storage.read_bytes(item.path)
+    except FileNotFoundError:
+        raise _ReadError("object not found (removed after listing?)") from None
+    except Exception as e:  # noqa: BLE001 - StorageError, OSError, pyarrow errors: the reason is recorded
+        raise _ReadError(f"cannot read the object: {e}".replace(f"{item.path}: ", "")) from e
+    suffix = os.path.splitext(item.path.partition("?")[0])[1]
+    fd, local = tempfile.mkstemp(prefix="spectrotune-src-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        timer("download", time.perf_counter() - t0)
+        yield local
+    finally:
+        os.unlink(local)
 
 
 def _error(item: SourceItem, stage: str, reason: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ import soundfile as sf
 from spectrotune import dataset as D
 from spectrotune.cli import main as cli_main
 from spectrotune.config import load_config
-from spectrotune.errors import OutputExistsError
+from spectrotune.errors import DatasetError, OutputExistsError
 from spectrotune.prepare.driver import prepare
 
 SR = 22050
@@ -208,20 +208,25 @@ def test_existing_output_refused_then_overwritten(prepared, tmp_path):
 
 
 @pytest.mark.integration
-def test_interrupted_run_leaves_nothing_behind(prepared, tmp_path, monkeypatch):
+def test_interrupted_run_leaves_only_its_staging_folder(prepared, tmp_path, monkeypatch):
+    """Ctrl-C mid-run: no ``out`` a later stage could take for a dataset; the hidden staging folder stays for
+    ``--resume`` (tests/prepare/test_resume.py, test_faults.py)."""
     import spectrotune.prepare.driver as pipeline
 
     corpus, _, _, config = prepared
 
-    def interrupted(*args, tmp, **kwargs):
-        (tmp / "split=train").mkdir()
-        (tmp / "split=train" / "part-00000.parquet").write_bytes(b"partial")
+    def interrupted(*args, staging, **kwargs):
+        shard = Path(staging) / "dataset" / "data" / "split=train" / "train-part-00000.parquet"
+        shard.parent.mkdir(parents=True)
+        shard.write_bytes(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "_run_tasks", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare(corpus, tmp_path / "out", config=config, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".out.partial"]
+    with pytest.raises(DatasetError):
+        D.read_manifest(tmp_path / "out")
 
 
 @pytest.mark.integration
