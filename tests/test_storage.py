@@ -331,6 +331,22 @@ def on_s3(s3, tmp_path_factory):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+def test_a_dataset_on_s3_is_checked_from_its_footers_and_a_truncated_shard_named(s3_env, tmp_path):
+    from legacy_data import LEGACY_DATASET
+
+    from spectrotune.dataset_check import check_shards
+
+    uri = f"s3://{BUCKET}/checked"
+    storage.upload(LEGACY_DATASET, uri, last=["manifest.json"])
+    assert check_shards(uri) == {"train": 48, "valid": 12, "test": 12}
+    assert D.read_split(uri, "test").num_rows == 12
+    shard = f"{uri}/data/split=valid/part-00001.parquet"
+    payload = storage.read_bytes(shard)
+    storage.write_bytes(shard, payload[: len(payload) // 2])
+    with pytest.raises(DatasetError, match=f"^{shard}: not a readable Parquet shard \\(truncated or corrupt"):
+        D.read_split(uri, "test")
+
+
 @pytest.mark.integration
 def test_pipeline_writes_dataset_checkpoints_bundle_and_report_to_s3(on_s3, s3_env):
     base, out, log, _ = on_s3
