@@ -55,6 +55,9 @@ def _add_prepare_args(p: argparse.ArgumentParser, *, out_help: str) -> None:
                    "<genre>/ folders or Spotify images")
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted prepare of the dataset (same config and source): tasks that finished "
+                        "are kept, the rest run; without one it prepares from the start")
     p.add_argument("--strict", action="store_true", help="exit 1 if any input failed to prepare (it always does when every input failed)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -102,9 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Decode, segment, add noise, compute log-mel and features on Ray Data; write "
                                    "Parquet shards partitioned by split with manifest.json and errors.parquet.")
     _add_prepare_args(p, out_help="output dataset folder")
-    p.add_argument("--resume", action="store_true",
-                   help="finish an interrupted prepare into --out (same config and source): tasks that finished "
-                        "are kept, the rest run; without one it prepares from the start")
     p.set_defaults(func=commands.cmd_prepare)
 
     p = sub.add_parser("inspect", help="summarise a prepared dataset, render examples, export noisy audio",

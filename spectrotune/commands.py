@@ -185,7 +185,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from spectrotune.flows import run_pipeline
 
     base = {"prepare.strict": True} if args.strict else {}
-    run_pipeline(args.source, args.out, config=_config(args, **base), overwrite=args.overwrite,
+    run_pipeline(args.source, args.out, config=_config(args, **base), overwrite=args.overwrite, resume=args.resume,
                  progress=not args.no_progress)
     return 0
 

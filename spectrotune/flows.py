@@ -32,6 +32,7 @@ def run_pipeline(
     *,
     config: Config,
     overwrite: bool = False,
+    resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = logger.info,
     steps: tuple[str, str, str] = ("[1/3]", "[2/3]", "[3/3]"),
@@ -39,7 +40,8 @@ def run_pipeline(
     """Prepare ``source`` into ``out/dataset``, train into ``out/run``, evaluate into ``out/run/report``.
 
     With ``overwrite`` an existing ``out/dataset`` is replaced and, once the new one is written, ``out/run`` is
-    removed: its checkpoints were trained on the old data. Without it an existing dataset is refused.
+    removed: its checkpoints were trained on the old data. Without it an existing dataset is refused. ``resume``
+    finishes an interrupted prepare of ``out/dataset`` (:mod:`spectrotune.prepare.resume`).
 
     Returns the evaluation report (see :func:`spectrotune.evaluation.evaluate.evaluate`).
     """
@@ -51,7 +53,7 @@ def run_pipeline(
     out = storage.norm(out)
     dataset, run, report_dir = storage.join(out, "dataset"), storage.join(out, "run"), storage.join(out, "run", "report")
     log(f"{steps[0]} preparing {source} with Ray Data")
-    prepared = prepare(source, dataset, config=config, overwrite=overwrite, progress=progress, log=log)
+    prepared = prepare(source, dataset, config=config, overwrite=overwrite, resume=resume, progress=progress, log=log)
     log(prepared.summary())
     if prepared.all_failed:
         raise InputsFailedError(f"every input of {source} failed, nothing to train on; see "

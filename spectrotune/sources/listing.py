@@ -244,7 +244,8 @@ def _list_spotify(tree: _Tree, *, group_by_song: bool) -> Listing:
     """The images of a Spotify tree; the track is the song (``group_by_song``) or the image itself."""
     base = _spotify_root(tree)
     if base is None:
-        raise InputError(f"{tree.name(tree.root)}: not a Spotify-layout folder (expected training/, validation/, testing/)")
+        raise InputError(f"{tree.name(tree.root)}: not a Spotify-layout folder (expected training/, validation/, "
+                         "testing/)")
     items: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
     for folder, split in SPLIT_OF_FOLDER.items():
@@ -271,7 +272,8 @@ def _list_spotify(tree: _Tree, *, group_by_song: bool) -> Listing:
                 )
             )
     if not items:
-        raise InputError(f"{tree.name(base)}: no images ({', '.join(IMAGE_EXTENSIONS)}) found in <split>/<genre>/ folders")
+        raise InputError(f"{tree.name(base)}: no images ({', '.join(IMAGE_EXTENSIONS)}) found in <split>/<genre>/ "
+                         "folders")
     if group_by_song:
         items = _number_clips(items)
     return Listing(kind="spotify", items=tuple(items), problems=tuple(problems))

@@ -167,3 +167,22 @@ def test_resume_without_an_unfinished_run_prepares_from_the_start(corpus, tmp_pa
                 log=lines.append)
     assert f"nothing to resume at {tmp_path / '.out.partial'}; preparing from the start" in lines
     assert Path(tmp_path / ".out.partial" / PREPARE_STATE).is_file()
+
+
+def test_the_cli_keeps_an_interrupted_pipeline_dataset_and_names_resume(corpus, tmp_path, monkeypatch, capsys):
+    """``spectrotune pipeline`` prepares through the same driver, so it takes ``--resume`` too."""
+    from spectrotune.cli import main as cli_main
+
+    monkeypatch.setattr(driver, "_files_per_task", lambda config, n: 1)
+    monkeypatch.setattr(driver, "_run_tasks", _interrupt_after(1))
+    args = ["pipeline", "demo", "--source", str(corpus), "--out", str(tmp_path / "flow"), "--no-progress",
+            *(a for kv in FAST for a in ("--set", kv))]
+    assert cli_main(args) == 130
+    assert "run the same command with --resume to finish it" in capsys.readouterr().err
+    assert cli_main(args) == 2
+    assert "pass --resume to finish it, or --overwrite" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"config keys changed: noise\.enabled \(run: True, now: False\)"):
+        from spectrotune.flows import run_pipeline
+
+        run_pipeline(corpus, tmp_path / "flow", config=load_config("demo", overrides=[*FAST, "noise.enabled=false"]),
+                     resume=True, progress=False, log=lambda _: None)
