@@ -142,7 +142,9 @@ def prepare(
         done: dict[str, BatchResult] = {}
     else:
         plan = _recorded_plan(state, items)
-        done = staging_state.done_tasks(staging, list(plan))
+        written = set(storage.list_files(tmp))  # a marker counts only with its shards (none removed since)
+        done = {shard: r for shard, r in staging_state.done_tasks(staging, list(plan)).items()
+                if all(f in written for f in r.files)}
         log(f"resuming: {len(done)} of {len(plan)} tasks done, running {len(plan) - len(done)}")
     todo = {shard: batch for shard, batch in plan.items() if shard not in done}
     log(f"processing {sum(map(len, todo.values()))} {kind.noun} files in {len(todo)} Ray Data tasks")

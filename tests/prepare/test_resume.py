@@ -99,9 +99,16 @@ def _interrupt_after(n_done: int):
     """A stand-in for the Ray Data tasks: the first ``n_done`` tasks finish (shard and marker), then Ctrl-C."""
     def run(plan, *, staging, **kwargs):
         for shard in list(plan)[:n_done]:
-            resume.write_done(staging, BatchResult(shard=shard))
+            rel = f"data/split=train/train-{shard}.parquet"
+            _touch(Path(resume.staged_dataset(staging)) / rel)
+            resume.write_done(staging, BatchResult(shard=shard, files=[rel]))
         raise KeyboardInterrupt
     return run
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"a shard")
 
 
 def test_an_interrupted_prepare_keeps_its_staging_and_a_plain_rerun_says_what_to_do(corpus, tmp_path, monkeypatch):
@@ -186,3 +193,36 @@ def test_the_cli_keeps_an_interrupted_pipeline_dataset_and_names_resume(corpus, 
 
         run_pipeline(corpus, tmp_path / "flow", config=load_config("demo", overrides=[*FAST, "noise.enabled=false"]),
                      resume=True, progress=False, log=lambda _: None)
+
+
+def test_resume_runs_the_recorded_plan_less_the_finished_tasks(corpus, tmp_path, monkeypatch):
+    """The plan is read back, not made again: a resuming cluster of another size runs the same shards."""
+    monkeypatch.setattr(driver, "_files_per_task", lambda config, n: 1)
+    monkeypatch.setattr(driver, "_run_tasks", _interrupt_after(2))
+    config = load_config("demo", overrides=FAST)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(corpus, tmp_path / "out", config=config, progress=False, log=lambda _: None)
+    recorded = resume.PrepareState.read(tmp_path / ".out.partial").tasks
+
+    def another_cluster(config, n):
+        raise AssertionError("a resumed prepare must not plan again")
+
+    ran: dict[str, list[str]] = {}
+
+    def run(plan, *, staging, **kwargs):
+        ran.update({shard: [i.path for i in batch] for shard, batch in plan.items()})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "_files_per_task", another_cluster)
+    monkeypatch.setattr(driver, "_run_tasks", run)
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        prepare(corpus, tmp_path / "out", config=config, resume=True, progress=False, log=lines.append)
+    assert "resuming: 2 of 6 tasks done, running 4" in lines
+    assert ran == {shard: list(paths) for shard, paths in list(recorded.items())[2:]}
+    # a marker whose shard is gone (removed by hand, or by a publish cut short) does not count
+    (tmp_path / ".out.partial" / "dataset" / "data" / "split=train" / "train-part-00001.parquet").unlink()
+    ran.clear()
+    with pytest.raises(KeyboardInterrupt):
+        prepare(corpus, tmp_path / "out", config=config, resume=True, progress=False, log=lines.append)
+    assert "resuming: 1 of 6 tasks done, running 5" in lines[-3:] and "part-00001" in ran

@@ -91,6 +91,46 @@ def test_the_same_batch_again_writes_the_same_rows(batch, tmp_path):
     assert _shard(tmp_path).equals(_shard(batch["root"] / "out"))
 
 
+def test_a_rerun_of_the_task_removes_what_an_unfinished_attempt_left(batch, tmp_path):
+    """A retried or resumed task: a half-written shard of a split it writes, and one of a split it no longer
+    writes, are both gone; the split it writes holds exactly its rows."""
+    stale_valid = tmp_path / D.SHARDS / "split=valid" / "valid-part-00000.parquet"
+    for path in (stale_valid, tmp_path / D.SHARDS / "split=train" / "train-part-00000.parquet"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a shard")
+    process_batch(batch["items"], out_dir=tmp_path, **batch["kwargs"])
+    assert not stale_valid.exists()
+    assert _shard(tmp_path).equals(_shard(batch["root"] / "out"))
+
+
+def test_uri_items_are_downloaded_and_give_the_local_rows(batch, tmp_path, monkeypatch):
+    """``--source s3://...``: each object is read into a temporary file of the same suffix; an object that cannot
+    be read, or does not decode, is recorded under its URI."""
+    from spectrotune import storage
+    from spectrotune.errors import StorageError
+
+    uri_of = {f"s3://bucket/corpus/{Path(i.path).parent.name}/{Path(i.path).name}": i.path for i in batch["items"]}
+    gone = "s3://bucket/corpus/jazz/jazz.00002.wav"
+
+    def read_bytes(path):
+        if path == gone:
+            raise StorageError(f"{path}: cannot read: connection reset")
+        return Path(uri_of[path]).read_bytes()
+
+    monkeypatch.setattr(storage, "read_bytes", read_bytes)
+    items = [SourceItem(path=uri, genre=Path(uri).parent.name, track_id=Path(uri).stem) for uri in uri_of]
+    items.append(SourceItem(path=gone, genre="jazz", track_id="jazz.00002"))
+    kwargs = {**batch["kwargs"], "splits": {**batch["kwargs"]["splits"], "jazz.00002": "train"}}
+    result = process_batch(items, out_dir=tmp_path, **kwargs)
+    assert _shard(tmp_path).equals(_shard(batch["root"] / "out"))
+    assert result.rows == batch["result"].rows and "download" in result.seconds
+    bad, unreadable = result.errors
+    assert bad["path"] == "s3://bucket/corpus/jazz/jazz.00001.wav" and bad["stage"] == "decode"
+    assert bad["reason"] == batch["result"].errors[0]["reason"]  # no temporary path in the reason
+    assert unreadable == {"path": gone, "track_id": "jazz.00002", "genre": "jazz", "stage": "read",
+                          "reason": "cannot read the object: cannot read: connection reset"}
+
+
 def test_images_give_one_clean_row_per_file(tmp_path):
     from spectrotune.sources.spotify_render import render_spotify_image
 
