@@ -220,7 +220,7 @@ def test_a_bundle_names_its_front_end_and_one_without_the_key_is_log_mel(tmp_pat
     assert recipe.log_mel(np.zeros((2, 47872), np.float32)).shape == (2, 96, 187)
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "api"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve", "export", "api"])
 def test_every_command_that_loads_a_bundle_refuses_a_tampered_one_in_one_line(tmp_path, capsys, monkeypatch,
                                                                             command):
     import shutil
@@ -244,7 +244,9 @@ def test_every_command_that_loads_a_bundle_refuses_a_tampered_one_in_one_line(tm
     sf.write(clip, np.zeros(22050 * 3, np.float32), 22050)
     data = shutil.copytree(LEGACY_DATASET, tmp_path / "data")
     argv = {"predict": ["predict", str(tmp_path / "b"), str(clip)],
-            "evaluate": ["evaluate", str(tmp_path / "b"), "--data", str(data), "--out", str(tmp_path / "r")]}[command]
+            "evaluate": ["evaluate", str(tmp_path / "b"), "--data", str(data), "--out", str(tmp_path / "r")],
+            "serve": ["serve", str(tmp_path / "b"), "--port", "1"],  # refused before the port or Ray is touched
+            "export": ["export", str(tmp_path / "b"), "--onnx", str(tmp_path / "r" / "m.onnx")]}[command]
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith(f"spectrotune: error: {expected}"), err
