@@ -1,6 +1,6 @@
 """Bad datasets downstream: a truncated or foreign shard, a missing or unknown-format manifest, shards that disagree
 with the manifest. Each is one line naming the file, from every command that reads a dataset (train, evaluate,
-baseline, inspect), before any work starts and without Ray (spectrotune.dataset_check reads footers only)."""
+baseline, inspect, tune, cv), before any work starts and without Ray (spectrotune.dataset_check reads the footers)."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def no_ray(monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])
-@pytest.mark.parametrize("command", ["train", "evaluate", "baseline", "inspect"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "baseline", "inspect", "tune", "cv"])
 def test_every_command_names_the_bad_shard_in_one_line_and_exits_2(tmp_path, capsys, no_ray, command, damage):
     data = Path(shutil.copytree(LEGACY_DATASET, tmp_path / "ds"))
     if damage == "truncated":
@@ -181,7 +181,9 @@ def test_every_command_names_the_bad_shard_in_one_line_and_exits_2(tmp_path, cap
     argv = {"train": ["train", "--data", str(data), "--out", str(out)],
             "evaluate": ["evaluate", str(LEGACY_BUNDLE), "--data", str(data), "--out", str(out)],
             "baseline": ["baseline", "--data", str(data), "--out", str(out)],
-            "inspect": ["inspect", str(data), "--out", str(out)]}[command]
+            "inspect": ["inspect", str(data), "--out", str(out)],
+            "tune": ["tune", "--set", f"sources.gtzan={data}", "--out", str(out)],
+            "cv": ["cv", "--set", f"sources.gtzan={data}", "--folds", "3", "--out", str(out)]}[command]
     assert main(argv) == 2
     stdout, stderr = capsys.readouterr()
     error = stderr.splitlines()[-1]  # after the command's own messages (what it runs on)

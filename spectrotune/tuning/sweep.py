@@ -46,6 +46,7 @@ from spectrotune import storage
 from spectrotune.config import Config, build
 from spectrotune.config_checks import check_sweep_schedule
 from spectrotune.dataset import read_manifest
+from spectrotune.dataset_check import check_shards
 from spectrotune.errors import ConfigError, OutputExistsError, SpectrotuneError
 from spectrotune.schema import BUNDLE_DIR, METRIC_KEYS, SCORE, SWEEP_JSON
 from spectrotune.tuning import results
@@ -216,12 +217,13 @@ def check_sources(sources: Mapping[str, str], names: Sequence[str], log: Callabl
     Raises
     ------
     DatasetError
-        A source is not a prepared dataset.
+        A source is not a prepared dataset, or one of its shards is damaged (:mod:`spectrotune.dataset_check`).
     """
     resolved = {}
     for name in names:
         path = sources[name]
         manifest = read_manifest(path)
+        check_shards(path, manifest)  # a damaged source: one line naming the file here, not a failure in every trial
         log(f"source {name}: {path} ({len(manifest.labels)} genres, input {list(manifest.input_shape)}, "
             f"{manifest.source.kind})")
         resolved[name] = str(storage.norm(path))
