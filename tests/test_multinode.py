@@ -1,8 +1,11 @@
-"""Prepare and train on a two-node Ray cluster (``ray.cluster_utils.Cluster``, both nodes on 127.0.0.1).
+"""Prepare and train on a multi-node Ray cluster (``ray.cluster_utils.Cluster``, all nodes on 127.0.0.1), and lose
+a worker node during each.
 
-The cluster runs in a child process (``tests/cluster_script.py``) with a private ``RAY_TMPDIR``, so the
-session-wide local Ray of the other tests (``tests/conftest.py``) is neither joined nor disturbed. The two nodes
-carry different custom resources (``head_res``, ``worker_res``), which is how the script tells them apart.
+The cluster runs in a child process (``tests/cluster_script.py``, which describes the steps) with a private
+``RAY_TMPDIR``, so the session-wide local Ray of the other tests (``tests/conftest.py``) is neither joined nor
+disturbed. The nodes carry custom resources (``head_res``, ``worker_res``), which is how the script tells the head
+from the worker nodes. The node losses come from the script's watcher thread (SIGKILL of the node's raylet and
+every worker process under it), never from the code under test.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+import spectrotune
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +63,28 @@ def test_prepare_tasks_run_on_both_nodes(summary):
     assert sum(summary["prepare_rows"].values()) > 0
 
 
-def test_training_runs_two_workers_one_per_node(summary):
-    nodes = summary["nodes"]
-    workers = summary["train_workers"]
-    assert len(workers) == 2
-    assert {w["node_id"] for w in workers} == {nodes["head"], nodes["worker"]}  # one CPU per node
-    assert [h["epoch"] for h in summary["history"]] == [1]
-    assert Path(summary["bundle"], "model.safetensors").is_file()
+def test_losing_a_node_during_prepare_gives_the_same_dataset(summary):
+    """The worker node is SIGKILLed while it runs a prepare task: its tasks run again on the head, and every shard
+    is byte for byte the undisturbed run's."""
+    nodes, lost = summary["nodes"], summary["prepare_node_kill"]
+    assert lost["node_id"] == nodes["worker"] and lost["running_at_kill"]  # a task was in flight there
+    assert lost["shards_at_kill"] < N_TRACKS  # the kill came while prepare still had work to do
+    assert lost["nodes"] == {nodes["head"]: N_TRACKS}  # every task that counted finished on the head
+    assert lost["rows"] == summary["prepare_rows"]
+    assert len(lost["shards"]) >= 3 and lost["shards"] == lost["reference_shards"]
+    assert lost["differing"] == []
+
+
+def test_losing_a_training_node_resumes_from_the_last_checkpoint(summary, tmp_path):
+    """``train.max_failures=1``; a node running one of the two workers is SIGKILLed the moment epoch 1's line
+    appears: the restarted workers (on the surviving nodes) go on from epoch 2, and the bundle loads and predicts."""
+    run, head = summary["train_node_kill"], summary["nodes"]["head"]
+    assert len(run["first_workers"]) == 2 and len(set(run["first_workers"])) == 2  # one worker per node
+    killed = run["killed"]["node_id"]
+    assert killed != head and killed in run["first_workers"]
+    assert len(run["restarted_workers"]) == 2 and killed not in run["restarted_workers"]
+    assert [(h["epoch"], h["attempt"]) for h in run["history"]] == [(1, 1), (2, 2)]  # epoch 1 was not trained again
+    model = spectrotune.load_bundle(run["bundle"])
+    prediction = model.predict_file(summary["clip"])
+    assert prediction.genre in model.labels and len(model.labels) == 3
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
