@@ -166,7 +166,7 @@ def test_a_bundle_under_a_file_is_refused_by_name(tmp_path):
 
 
 def test_an_evaluate_report_that_fills_the_disk_leaves_the_old_report(tmp_path, monkeypatch, capsys):
-    """``spectrotune evaluate`` as typed, twice into one --out: the second run's disk fills up at report.md."""
+    """``spectrotune evaluate`` as typed into the --out of an earlier report; the disk fills up at report.md."""
     from legacy_data import LEGACY_BUNDLE, LEGACY_DATASET
 
     from spectrotune import runtime
@@ -176,12 +176,13 @@ def test_an_evaluate_report_that_fills_the_disk_leaves_the_old_report(tmp_path, 
     data = shutil.copytree(LEGACY_DATASET, tmp_path / "data")
     out = tmp_path / "report"
     argv = ["evaluate", str(LEGACY_BUNDLE), "--data", str(data), "--out", str(out), "--no-baselines"]
-    assert main(argv) == 0
+    out.mkdir()
+    for name in ("report.json", "report.md", "confusion_matrix.png"):  # an earlier run's report
+        (out / name).write_text(f"the earlier {name}")
     first = _visible_tree(out)
-    assert {"report.json", "report.md"} <= set(first)
-    _disk_fills_up(monkeypatch, on="report.md")
-    capsys.readouterr()
+    failed = _disk_fills_up(monkeypatch, on="report.md")
     assert main(argv) == 2
+    assert len(failed) == 1 and failed[0].name.startswith(".report.md.tmp-") and failed[0].parent != out  # staged
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("spectrotune: error: ") and error.endswith(
         "/report.md: cannot write: the disk is full (no space left on device)")
