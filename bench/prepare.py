@@ -15,6 +15,19 @@ Usage::
 
     python bench/prepare.py                     # 1000 clips, GTZAN's size (and 100 for the memory ratio)
     python bench/prepare.py --clips 100 --repeats 1 --json out.json
+    python bench/prepare.py --scale 1,10        # (a) on 1x and 10x GTZAN's size: memory and throughput ratios
+
+``--scale S1,S2,...`` runs only (a), once per corpus of ``S x 1000`` clips, and reports peak memory and throughput
+of each against the first. The clips come from one cache (``WORK/synth-cache``, written once by ``--gen-workers``
+processes, byte-identical to :func:`~spectrotune.sources.synth.corpus.generate_corpus`'s files); each scale's corpus
+is a folder of hard links to the first ``S x 100`` tracks of every genre. Each ``spectrotune prepare`` runs with a
+private ``RAY_TMPDIR`` in its own session; its memory is the sum over the union of its process tree, its process
+group and every process whose environment names that ``RAY_TMPDIR`` (Ray processes that are not descendants):
+RSS every 50 ms, PSS (shared pages split between their users: the object store counted once) every 0.5 s.
+Throughput is reported end to end (clips / wall s, Ray start-up included), in steady state (clips finished
+between the first and the last task, from the shards' modification times) and per CPU second (user + system time
+of the same processes, read with the PSS samples): on a machine that other jobs share, the wall-clock rates follow
+their load, the CPU time per clip much less.
 
 (a), (b) and (c) run ``--repeats`` times, interleaved; the tables show each one's median run and list every run's
 wall time. Linux only (reads /proc). Prints a Markdown table; BENCHMARKS.md records the numbers.
@@ -28,6 +41,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,6 +65,58 @@ def make_corpus(out: Path, clips: int, seconds: float) -> Path:
     generate_corpus(out, genres=10, tracks=clips // 10, seconds=seconds, seed=0)
     marker.write_text(json.dumps(spec))
     return out
+
+
+def _write_tracks(cache: str, jobs: list[tuple[int, int]], seconds: float) -> int:
+    """Write tracks ``(genre index, track)`` of the 10-genre synthetic corpus exactly as ``generate_corpus`` does."""
+    import io
+
+    import soundfile as sf
+
+    from spectrotune import storage
+    from spectrotune.sources.synth.render import synthesize_track
+    from spectrotune.sources.synth.styles import BORROW_PROBABILITY, genre_names
+
+    names = genre_names(10)
+    for g, t in jobs:
+        rng = np.random.default_rng([0, g, t])
+        audio = synthesize_track(g, n_genres=10, seconds=seconds, sr=SR, rng=rng, borrow=BORROW_PROBABILITY)
+        wav = io.BytesIO()
+        sf.write(wav, audio, SR, subtype="PCM_16", format="WAV")
+        storage.write_bytes(Path(cache) / "genres_original" / names[g] / f"{names[g]}.{t:05d}.wav", wav.getvalue())
+    return len(jobs)
+
+
+def cached_corpus(work: Path, clips: int, seconds: float, *, workers: int) -> tuple[Path, float]:
+    """A corpus of ``clips`` clips (10 genres): hard links into ``work/synth-cache``, whose missing tracks are written
+    first by ``workers`` processes. Returns the corpus folder and the seconds spent writing new tracks."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from spectrotune.sources.synth.styles import genre_names
+
+    if clips % 10:
+        raise SystemExit(f"--scale: {clips} clips is not a multiple of 10 genres")
+    cache = work / f"synth-cache-{seconds:g}s"
+    names = genre_names(10)
+    missing = [(g, t) for t in range(clips // 10) for g in range(10)
+               if not (cache / "genres_original" / names[g] / f"{names[g]}.{t:05d}.wav").is_file()]
+    t0 = time.perf_counter()
+    if missing:
+        for name in names:
+            (cache / "genres_original" / name).mkdir(parents=True, exist_ok=True)
+        print(f"writing {len(missing)} synthetic clips into {cache} ({workers} processes) ...", flush=True)
+        chunks = [missing[i::workers * 8] for i in range(workers * 8)]
+        with ProcessPoolExecutor(workers) as pool:
+            sum(pool.map(_write_tracks, [str(cache)] * len(chunks), chunks, [seconds] * len(chunks)))
+    written = time.perf_counter() - t0
+    view = work / f"scale-{clips}"
+    shutil.rmtree(view, ignore_errors=True)
+    for name in names:
+        (view / "genres_original" / name).mkdir(parents=True)
+        for t in range(clips // 10):
+            file = f"genres_original/{name}/{name}.{t:05d}.wav"
+            os.link(cache / file, view / file)
+    return view, written
 
 
 def audio_files(corpus: Path) -> list[Path]:
@@ -82,55 +148,164 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_rss(pid: int) -> int:
-    """Sum of RSS of ``pid`` and all its descendants, in bytes."""
-    total, stack, seen = 0, [pid], set()
+def _pss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` so far, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _related(root: int, *, pgid: int, marker: bytes | None) -> set[int]:
+    """Pids of ``root``'s tree, of process group ``pgid`` and of processes whose environment holds ``marker``."""
+    found = _related_tree(root)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in found:
+            continue
+        pid = int(entry)
+        try:
+            if os.getpgid(pid) == pgid:
+                found.add(pid)
+                continue
+            if marker is not None:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        found.add(pid)
+        except OSError:  # gone, or another user's process
+            continue
+    return found
+
+
+class MemorySampler:
+    """Peak RSS (every ``interval_s``) and peak PSS (every ``pss_every`` samples) summed over a run's processes.
+
+    The processes: the tree under ``pid``, its process group (the child was started in its own session) and, with
+    ``ray_tmpdir``, every process whose environment has ``RAY_TMPDIR=<ray_tmpdir>`` (re-discovered with the PSS
+    samples, so processes that appear late are counted from then on; the tree is walked every sample).
+    """
+
+    def __init__(self, pid: int, *, ray_tmpdir: str | None = None, interval_s: float = 0.05, pss_every: int = 10):
+        self.pid, self.interval_s, self.pss_every = pid, interval_s, pss_every
+        self.marker = f"RAY_TMPDIR={ray_tmpdir}".encode() if ray_tmpdir else None
+        self.peak_rss = self.peak_pss = self.max_processes = 0
+        self.ticks: dict[int, int] = {}  # pid -> CPU ticks when last seen (a process's total once it has exited)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pgid = os.getpgid(self.pid)
+        known: set[int] = set()
+        k = 0
+        while not self._stop.is_set():
+            if k % self.pss_every == 0:
+                known = _related(self.pid, pgid=pgid, marker=self.marker)
+                self.peak_pss = max(self.peak_pss, sum(_pss_bytes(p) for p in known))
+                for p in known:
+                    self.ticks[p] = max(self.ticks.get(p, 0), _cpu_ticks(p))
+            pids = known | _related_tree(self.pid)
+            self.max_processes = max(self.max_processes, len(pids))
+            self.peak_rss = max(self.peak_rss, sum(_rss_bytes(p) for p in pids))
+            k += 1
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> MemorySampler:  # noqa: PYI034
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of every process seen, up to its last sample (at most 0.5 s missed each)."""
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def _related_tree(pid: int) -> set[int]:
+    found, stack = set(), [pid]
     while stack:
         p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        total += _rss_bytes(p)
-        stack += _children(p)
-    return total
+        if p not in found:
+            found.add(p)
+            stack += _children(p)
+    return found
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, str]:
-    """Run ``cmd``; return (wall seconds, peak process-tree RSS bytes, output)."""
+def run_measured(cmd: list[str], *, env: dict[str, str] | None = None,
+                 ray_tmpdir: str | None = None) -> tuple[float, int, str, dict[str, int]]:
+    """Run ``cmd`` in its own session; (wall seconds, peak RSS bytes, output, {peak_pss, max_processes})."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, _ = proc.communicate()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
+                            start_new_session=True, env=env)
+    with MemorySampler(proc.pid, ray_tmpdir=ray_tmpdir) as mem:
+        output, _ = proc.communicate()
+        wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-3000:]}")
-    return wall, peak, output
+    return wall, mem.peak_rss, output, {"peak_pss": mem.peak_pss, "max_processes": mem.max_processes,
+                                        "cpu_seconds": mem.cpu_seconds}
 
 
-def ray_prepare(corpus: Path, out: Path, *, minimal: bool) -> dict:
+def ray_prepare(corpus: Path, out: Path, *, minimal: bool, private_ray: bool = False) -> dict:
+    """One ``spectrotune prepare`` child process; wall time, peak memory, rows and (``private_ray``: own RAY_TMPDIR,
+    memory also summed over the processes that name it) steady-state clips/s from the shards' times."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "spectrotune.cli", "prepare", "--source", str(corpus), "--out", str(out),
            "--no-progress", "--set", "split.kind=stratified"]
     if minimal:
         cmd += ["--set", "noise.enabled=false", "--set", "features.handcrafted=false"]
-    wall, peak, _ = run_measured(cmd)
+    env = ray_tmp = None
+    if private_ray:
+        # short: Ray's socket paths under it must stay below the 107-byte AF_UNIX limit
+        ray_tmp = tempfile.mkdtemp(prefix="stb-ray-", dir="/tmp")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": ray_tmp}
+    try:
+        wall, peak, _, extra = run_measured(cmd, env=env, ray_tmpdir=ray_tmp)
+    finally:
+        if ray_tmp:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
     manifest = json.loads((out / "manifest.json").read_text())
     rows = sum(manifest["counts"]["rows_per_split"].values())
-    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "rows": rows,
-            "ray_process_s": manifest["timings"]["process_seconds"], "task_seconds": manifest["timings"]["task_seconds"]}
+    result = {"wall_s": wall, "peak_rss_mb": peak / 2**20, "rows": rows,
+              "ray_process_s": manifest["timings"]["process_seconds"],
+              "task_seconds": manifest["timings"]["task_seconds"]}
+    if private_ray:
+        result |= {"peak_pss_mb": extra["peak_pss"] / 2**20, "max_processes": extra["max_processes"],
+                   "cpu_seconds": extra["cpu_seconds"],
+                   **steady_rate(out, segments_per_clip=rows / max(1, manifest["counts"]["tracks"]))}
+    return result
+
+
+def steady_rate(dataset: Path, *, segments_per_clip: float) -> dict:
+    """Clips/s between the first and the last task's end: each task writes its ``part-NNNNN`` shards last thing,
+    so the newest shard modification time of a part is when that task finished; rows come from the footers."""
+    import pyarrow.parquet as pq
+
+    done: dict[str, list[float]] = {}
+    for shard in dataset.rglob("*-part-*.parquet"):  # <split>-part-NNNNN.parquet (dataset.shard_file)
+        entry = done.setdefault(shard.stem.split("-", 1)[1], [0.0, 0.0])
+        entry[0] = max(entry[0], shard.stat().st_mtime)
+        entry[1] += pq.ParquetFile(shard).metadata.num_rows
+    ends = sorted(done.values())
+    if len(ends) < 3:
+        return {"steady_clips_per_s": float("nan"), "tasks": len(ends)}
+    span = ends[-1][0] - ends[0][0]
+    rows_after_first = sum(r for _, r in ends[1:])
+    return {"steady_clips_per_s": rows_after_first / segments_per_clip / max(span, 1e-9), "tasks": len(ends)}
 
 
 # ----------------------------------------------------------------------------------------------- plain loops
@@ -179,6 +354,51 @@ def median_run(runs: list[dict]) -> dict:
     return {**ranked[len(ranked) // 2], "all_wall_s": [round(r["wall_s"], 2) for r in runs]}
 
 
+def run_scale(args: argparse.Namespace) -> None:
+    """``--scale``: (a) once per corpus size, each against the first: peak memory and throughput ratios."""
+    scales = [float(x) for x in args.scale.split(",")]
+    sizes = [round(1000 * x) for x in scales]
+    results = []
+    for scale, clips in zip(scales, sizes):
+        corpus, written = cached_corpus(args.work, clips, args.seconds, workers=args.gen_workers)
+        if written:
+            print(f"  wrote the missing clips in {written:.1f} s", flush=True)
+        load = os.getloadavg()[0]
+        print(f"(a) at {scale:g}x: {clips} clips (load average {load:.2f}) ...", flush=True)
+        r = ray_prepare(corpus, args.work / f"out-scale-{clips}", minimal=True, private_ray=True)
+        results.append({"scale": scale, "clips": clips, "load_before": load, "load_after": os.getloadavg()[0],
+                        **r, "clips_per_s": clips / r["wall_s"]})
+        if not args.keep:
+            shutil.rmtree(args.work / f"out-scale-{clips}", ignore_errors=True)
+    base = results[0]
+    lines = [f"{os.cpu_count()} CPUs; (a) settings (decode + segment + log-mel); one run per size", "",
+             ("| scale | clips | wall s | clips/s end to end | clips/s steady | CPU s | clips per CPU s | tasks "
+              "| peak RSS MB | peak PSS MB | processes | load avg before/after |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        lines.append(f"| {r['scale']:g}x | {r['clips']} | {r['wall_s']:.1f} | {r['clips_per_s']:.1f} | "
+                     f"{r['steady_clips_per_s']:.1f} | {r['cpu_seconds']:.0f} | {r['clips'] / r['cpu_seconds']:.2f} | "
+                     f"{r['tasks']} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['peak_pss_mb']:.0f} | {r['max_processes']} | {r['load_before']:.2f}/{r['load_after']:.2f} |")
+    ratios = {}
+    for r in results[1:]:
+        key = f"{r['scale']:g}x/{base['scale']:g}x"
+        ratios[key] = {"peak_rss": r["peak_rss_mb"] / base["peak_rss_mb"],
+                       "peak_pss": r["peak_pss_mb"] / base["peak_pss_mb"],
+                       "steady_throughput": r["steady_clips_per_s"] / base["steady_clips_per_s"],
+                       "clips_per_cpu_second": (r["clips"] / r["cpu_seconds"]) / (base["clips"] / base["cpu_seconds"]),
+                       "end_to_end_throughput": r["clips_per_s"] / base["clips_per_s"]}
+        lines += ["", f"| ratio {key} | value | target |", "|---|---:|---:|",
+                  f"| peak RSS | {ratios[key]['peak_rss']:.2f} | <= 1.2 |",
+                  f"| peak PSS | {ratios[key]['peak_pss']:.2f} | <= 1.2 |",
+                  f"| steady clips/s | {ratios[key]['steady_throughput']:.2f} | 0.9 - 1.1 |",
+                  f"| clips per CPU second (load-independent) | {ratios[key]['clips_per_cpu_second']:.2f} | 0.9 - 1.1 |",
+                  f"| end-to-end clips/s (start-up amortised) | {ratios[key]['end_to_end_throughput']:.2f} | - |"]
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=1000,
@@ -190,7 +410,14 @@ def main() -> None:
     parser.add_argument("--skip-default", action="store_true", help="skip (d)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of (a), (b) and (c), interleaved; the tables show each one's median run")
+    parser.add_argument("--scale", default=None, metavar="S1,S2,...",
+                        help="only (a), at S x 1000 clips each (e.g. 1,10): memory and throughput against the first")
+    parser.add_argument("--gen-workers", type=int, default=2, help="processes writing missing synthetic clips")
+    parser.add_argument("--keep", action="store_true", help="--scale: keep the prepared datasets")
     args = parser.parse_args()
+    if args.scale:
+        run_scale(args)
+        return
 
     small_n = max(10, args.clips // 10)
     big = make_corpus(args.work / f"corpus-{args.clips}", args.clips, args.seconds)
