@@ -3,15 +3,19 @@ shards (the two methods of a Ray Data ``DataIterator`` the loop uses)."""
 
 from __future__ import annotations
 
+import sys
+import types
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from spectrotune.config import load_config
-from spectrotune.schema import LABEL, MEL, METRIC_KEYS, SCORE, TRACK_ID
+from spectrotune.schema import BUNDLE_WEIGHTS, LABEL, MEL, METRIC_KEYS, SCORE, TRACK_ID
 from spectrotune.training.accel import AmpPolicy, make_scaler
-from spectrotune.training.checkpoint import read_checkpoint, write_checkpoint
-from spectrotune.training.loop import WorkerRun, restore_state, train_one_epoch, validate
+from spectrotune.training.checkpoint import SPEC, STATE, read_checkpoint, write_checkpoint
+from spectrotune.training.loop import WorkerRun, report_epoch, restore_state, train_one_epoch, validate
 
 N_MELS, N_FRAMES, N_CLASSES = 16, 20, 3
 
@@ -140,3 +144,46 @@ def test_a_checkpoint_without_scaler_state_leaves_a_fresh_scale(tmp_path):
     resumed, _ = _run(amp=CUDA_LIKE[0])
     restore_state(resumed, loaded)
     assert resumed.scaler.is_enabled() and resumed.scaler.get_scale() == 65536.0
+
+
+class FakeTrain(types.ModuleType):
+    """``ray.train`` as :func:`report_epoch` uses it; ``calls`` records each call with what stdout held by then."""
+
+    class CheckpointConsistencyMode:
+        COMMITTED = "committed"
+
+    class Checkpoint:
+        @staticmethod
+        def from_directory(path):
+            return sorted(p.name for p in Path(path).iterdir())  # the files rank 0 attached
+
+    def __init__(self, capsys) -> None:
+        super().__init__("ray.train")
+        self.capsys, self.calls = capsys, []
+
+    def report(self, metrics, *, checkpoint, checkpoint_dir_name):
+        self.calls.append(("report", checkpoint, checkpoint_dir_name, self.capsys.readouterr().out))
+
+    def get_all_reported_checkpoints(self, *, consistency_mode):
+        self.calls.append(("wait", consistency_mode, None, self.capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_an_epoch_line_is_printed_only_once_its_report_is_registered(rank, capsys, monkeypatch):
+    """The epoch line means "a kill from now on loses at most the next epoch": report_epoch waits for Ray Train's
+    controller to register the report (``get_all_reported_checkpoints``, COMMITTED) before it prints or returns."""
+    fake = FakeTrain(capsys)
+    ray = types.ModuleType("ray")
+    ray.train = fake
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.train", fake)
+    run, _ = _run()
+    config = load_config("demo", overrides=["train.epochs=3"])
+    metrics = {"epoch": 2, "train_loss": 1.0, "train_accuracy": 0.5, "valid_loss": 1.1, "valid_accuracy": 0.4,
+               SCORE: 0.3, "samples_per_second": 10.0}
+    report_epoch(run, {"epoch": 1, "history": []}, metrics, rank=rank,
+                 loop_config={"config": config, "spec": {"model": "x"}, "progress": True})
+    attached = sorted([BUNDLE_WEIGHTS, SPEC, STATE]) if rank == 0 else None  # only rank 0 attaches the checkpoint
+    assert fake.calls == [("report", attached, "checkpoint_epoch_0002", ""), ("wait", "committed", None, "")]
+    out = capsys.readouterr().out
+    assert out.startswith("epoch 2/3: train loss 1.0000 ") if rank == 0 else out == ""
