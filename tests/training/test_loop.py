@@ -187,3 +187,55 @@ def test_an_epoch_line_is_printed_only_once_its_report_is_registered(rank, capsy
     assert fake.calls == [("report", attached, "checkpoint_epoch_0002", ""), ("wait", "committed", None, "")]
     out = capsys.readouterr().out
     assert out.startswith("epoch 2/3: train loss 1.0000 ") if rank == 0 else out == ""
+
+
+class _Checkpoint:
+    """What ``ray.train.get_checkpoint()`` hands a restarted worker: a folder, through ``as_directory()``."""
+
+    def __init__(self, directory) -> None:
+        self.directory = directory
+
+    def as_directory(self):
+        import contextlib
+
+        return contextlib.nullcontext(str(self.directory))
+
+
+def test_worker_start_takes_the_cuda_choices_and_resumes_the_scaler(tmp_path, monkeypatch):
+    """start_worker_run on CPU with Ray Train's three calls stubbed and the CUDA-like AMP decision: channels_last
+    and torch.compile wrap the model, the scaler scales, and a restarted worker takes the checkpoint's scale."""
+    import ray.train
+    import ray.train.torch
+
+    from spectrotune.training import loop
+    from spectrotune.training.checkpoint import unwrap_model
+    from spectrotune.training.schedule import initial_state
+
+    config = load_config("demo", overrides=["train.channels_last=true", "train.compile=true"])
+    spec = {"model": "cnn", "data": "test"}
+    loop_config = {"config": config, "n_classes": N_CLASSES, "n_mels": N_MELS,
+                   "norm_mean": np.zeros(N_MELS, np.float32), "norm_std": np.ones(N_MELS, np.float32),
+                   "steps_per_epoch": 3, "spec": spec, "progress": False, "pretrained": None}
+    checkpoint = {"value": None}
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: checkpoint["value"])
+    monkeypatch.setattr(ray.train.torch, "get_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(ray.train.torch, "prepare_model", lambda model: model)  # one worker: no DDP wrapper
+    monkeypatch.setattr(loop, "amp_policy", lambda tc, device: CUDA_LIKE[0])
+
+    run, state = loop.start_worker_run(loop_config)
+    net = unwrap_model(run.model)
+    assert run.model is not net and type(run.model).__name__ == "OptimizedModule"  # torch.compile (lazy: no build)
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert run.amp == CUDA_LIKE[0] and run.scaler.is_enabled() and state["attempt"] == 1
+
+    run.scaler.scale(torch.ones(()))  # the scale is made on first use
+    run.scaler.update(new_scale=512.0)
+    write_checkpoint(tmp_path, model=run.model, spec=spec, state={
+        **initial_state(), "epoch": 2, "attempt": 1, "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict()})
+    checkpoint["value"] = _Checkpoint(tmp_path)
+    resumed, resumed_state = loop.start_worker_run(loop_config)
+    assert resumed.scaler.get_scale() == 512.0 and resumed_state["epoch"] == 2 and resumed_state["attempt"] == 2
+    assert all(torch.equal(a, b) for a, b in zip(unwrap_model(resumed.model).state_dict().values(),
+                                                  net.state_dict().values()))
