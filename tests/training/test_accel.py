@@ -78,11 +78,17 @@ def test_channels_last_keeps_the_model_s_outputs_and_checkpoints_plain_tensors(t
     assert all(torch.equal(weights[k], v) for k, v in plain.state_dict().items())
 
 
+def _small() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(32, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+
+
 def test_compiled_model_trains_and_checkpoints_without_the_wrapper_prefix(tmp_path):
-    model = _cnn()
+    model = _small()
+    x, y = torch.randn(4, 32, 5, 8), torch.tensor([0, 1, 2, 0])
+    model(x)  # the lazy layer takes its shape
     compiled = speed_up_model(model, compile=True, compile_backend="eager")
     assert compiled is not model and unwrap_model(compiled) is model
-    x, y = torch.randn(4, 32, 40), torch.tensor([0, 1, 2, 0])
     optimizer = torch.optim.AdamW(compiled.parameters(), lr=1e-2)
     loss = torch.nn.functional.cross_entropy(compiled(x), y)
     loss.backward()
@@ -90,7 +96,8 @@ def test_compiled_model_trains_and_checkpoints_without_the_wrapper_prefix(tmp_pa
     write_checkpoint(tmp_path, model=compiled, spec={}, state={})
     weights, _, _ = read_checkpoint(tmp_path)
     assert set(weights) == set(model.state_dict()) and not any(k.startswith("_orig_mod") for k in weights)
-    fresh = _cnn()
+    fresh = _small()
+    fresh(x)
     fresh.load_state_dict(weights)
     with torch.no_grad():
         assert torch.allclose(fresh.eval()(x), model.eval()(x))
