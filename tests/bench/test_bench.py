@@ -1,5 +1,5 @@
 """Tests of the benchmark scripts' own machinery (no benchmark is run): the scale mode's corpus cache, memory and
-CPU sampling and steady-state rate (bench/prepare.py), and bench/train.py --gpu on a machine without CUDA."""
+CPU sampling (bench/procmem.py) and steady-state rate (bench/prepare.py), and bench/train.py --gpu on a machine without CUDA."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_steady_rate_counts_the_clips_finished_after_the_first_task(tmp_path):
 
 
 def test_memory_sampler_counts_a_process_outside_the_tree_by_its_ray_tmpdir(tmp_path):
-    bench = _bench("prepare")
+    bench = _bench("procmem")
     marker = str(tmp_path / "ray")
     hog = ("import time; b = bytearray(80 * 2**20); [b.__setitem__(i, 1) for i in range(0, len(b), 4096)]; "
            "print('ready', flush=True); time.sleep(30)")
