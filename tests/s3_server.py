@@ -1,8 +1,7 @@
 """A loopback S3 server for tests: moto in server mode on 127.0.0.1 with one bucket, in its own process group.
 
 :func:`moto_s3` yields the AWS variables that point a client (pyarrow, a ``spectrotune`` command) at it, and ends
-the server by its process group's id. Used by tests/prepare/test_faults.py (tests/test_storage.py has its own
-module fixture of the same shape).
+the server by its process group's id. Used by tests/prepare/test_faults.py and tests/test_storage.py.
 """
 
 from __future__ import annotations
