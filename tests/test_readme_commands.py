@@ -25,3 +25,25 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_the_readme_demo_command_sets_up_and_runs_the_demo():
     (command,) = _fenced_block_after("Run the whole flow")
     assert "pip install" in command and command.endswith("spectrotune demo")
+
+
+def test_every_test_the_reliability_table_names_exists():
+    """Each row of README's Reliability table points at the tests that prove it: ``tests/x.py::test_name`` or
+    ``tests/x.py`` (`part`, ...), where each part is a piece of one test's name in that file."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Reliability"):]
+    section = section[:section.index("\n## ", 3)]
+    rows = [r for r in section.splitlines() if r.startswith("| ") and not r.startswith("| fault")]
+    assert len(rows) >= 15
+    for row in rows:
+        cell = row.rsplit("|", 2)[1]
+        refs = list(re.finditer(r"`(tests/[\w/]+\.py)(?:::(\w+))?`(?: \(([^)]*)\))?", cell))
+        assert refs, f"a Reliability row names no test: {row[:80]}"
+        for ref in refs:
+            path, name, parts = ref.groups()
+            assert (ROOT / path).is_file(), f"README Reliability names {path}, which does not exist"
+            tests = re.findall(r"^def (test_\w+)\(", (ROOT / path).read_text(), flags=re.M)
+            if name:
+                assert name in tests, f"README Reliability names {path}::{name}, which does not exist"
+            for part in re.findall(r"`(\w+)`", parts or ""):
+                assert any(part in t for t in tests), f"README Reliability: no test in {path} matches {part!r}"
