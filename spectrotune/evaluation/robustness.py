@@ -4,7 +4,10 @@ Test rows of a variant such as ``white@10dB`` that prepare already wrote (``nois
 scored as they are. Any other variant is rebuilt from the source audio the manifest points to: decoded and cut with
 the bundle's :class:`~spectrotune.bundle.InputRecipe` at the dataset's test hop, noised with the dataset's seed and
 turned into log-mel (:mod:`spectrotune.sources.kinds`, the chain prepare itself runs), so the rebuilt rows are
-bit-identical to those prepare would have written. If the source is gone, the result says so instead of failing;
+bit-identical to those prepare would have written. The source may be a folder or an object-store URI (``s3://``,
+``gs://``): it is listed as prepare lists it and each file read through
+:func:`~spectrotune.sources.listing.local_copy`, as prepare's tasks read it. If the source is gone, the result says
+so instead of failing (a track that cannot be read or decoded is named with its reason);
 image (Spotify) sources have no audio to add noise to, so robustness does not apply to them.
 
 :func:`check_compatible` guards every evaluation: a bundle must speak its dataset's labels and input shape.
@@ -21,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from spectrotune import dataset as D
+from spectrotune import storage
 from spectrotune.audio import noise
 from spectrotune.bundle import LOG_MEL_KEYS, Bundle
 from spectrotune.config import EvaluateConfig
 from spectrotune.dataset import DatasetManifest
-from spectrotune.errors import DatasetError, InputError, SpectrotuneError
+from spectrotune.errors import DatasetError, InputError, SpectrotuneError, StorageError
 from spectrotune.evaluation.scores import accuracies
 from spectrotune.sources.kinds import cut_windows, noisy_copies, source_kind
 
@@ -122,12 +126,12 @@ def _row(kind: str, snr: float, name: str, s: Mapping[str, Any], how: str) -> di
 def _rebuild(bundle: Bundle, manifest: DatasetManifest, *, variants: Sequence[tuple[str, float, str]],
              test_tracks: Mapping[str, int], log: Callable[[str], None]) -> tuple[list[dict], dict]:
     """Noisy variants of the test tracks from the source audio: decode, segment, add noise, log-mel, predict."""
-    from spectrotune.sources.listing import list_source
+    from spectrotune.sources.listing import list_source, local_copy
 
-    source_path = Path(manifest.source.path)
+    source_path = storage.norm(manifest.source.path)
     try:
         listing = list_source(source_path, kind=manifest.source.kind)
-    except InputError as e:
+    except (InputError, StorageError) as e:
         raise SourceUnavailable(f"source audio unavailable: {e}") from e
     by_track = {item.track_id: item for item in listing.items}
     # The test hop the dataset was cut with, so rebuilt segments are the ones prepare would have written.
@@ -141,7 +145,8 @@ def _rebuild(bundle: Bundle, manifest: DatasetManifest, *, variants: Sequence[tu
     t_start = time.perf_counter()
     for i, track_id in enumerate(todo):
         try:
-            segs, _ = cut_windows(by_track[track_id].path, recipe.windowing)
+            with local_copy(by_track[track_id].path) as local:
+                segs, _ = cut_windows(local, recipe.windowing)
         except InputError as e:
             failed.append(f"{track_id}: {getattr(e, 'reason', None) or e}")
             continue
@@ -155,7 +160,7 @@ def _rebuild(bundle: Bundle, manifest: DatasetManifest, *, variants: Sequence[tu
             log(f"robustness: {i + 1}/{len(todo)} tracks rebuilt ({time.perf_counter() - t_start:.0f} s)")
     if not ids:
         reason = (f"none of the {len(test_tracks)} test tracks could be read from the source {source_path}"
-                  + (f" ({len(absent)} not found" + (f", {len(failed)} failed to decode" if failed else "") + ")"))
+                  + (f" ({len(absent)} not found" + (f", {len(failed)} could not be read or decoded" if failed else "") + ")"))
         raise SourceUnavailable(reason)
     rows = []
     for kind, snr, name in variants:
@@ -165,6 +170,6 @@ def _rebuild(bundle: Bundle, manifest: DatasetManifest, *, variants: Sequence[tu
     if absent or failed:
         notes["tracks_not_rebuilt"] = {"not_in_source": absent[:20], "n_not_in_source": len(absent),
                                        "failed": failed[:20], "n_failed": len(failed)}
-        log(f"robustness: {len(absent)} test track(s) missing from the source, {len(failed)} failed to decode; "
+        log(f"robustness: {len(absent)} test track(s) missing from the source, {len(failed)} could not be read or decoded; "
             "their noisy variants are left out")
     return rows, notes

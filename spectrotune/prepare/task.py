@@ -6,17 +6,14 @@ the batch goes on (one bad file never costs a worker's batch). Randomness comes 
 ``(seed, track_id, segment, variant)``, so any shard can be rebuilt bit-identically: a task run again (a Ray retry
 after a killed worker, a resumed prepare) first removes whatever shard files an earlier attempt of it left, then
 writes the same bytes. Items whose path is an object-store URI (``--source s3://...``) are downloaded to a local
-temporary file in the task (every decoder, ffmpeg's included, reads a local file); an object that cannot be read is
-recorded like a file that cannot be decoded.
+temporary file in the task (:func:`~spectrotune.sources.listing.local_copy`: every decoder, ffmpeg's included, reads
+a local file); an object that cannot be read is recorded like a file that cannot be decoded.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from spectrotune.dataset import (
 )
 from spectrotune.errors import InputError
 from spectrotune.sources.kinds import SourceKind, TrackWindows
-from spectrotune.sources.listing import SourceItem
+from spectrotune.sources.listing import SourceItem, SourceReadError, local_copy
 
 
 _DICT_COLUMNS = [TRACK_ID, GENRE, VARIANT]
@@ -140,11 +137,11 @@ def process_batch(
         split = splits[item.track_id]
         local = item.path
         try:
-            with _local_copy(item, timer=result.add_time) as local:
+            with local_copy(item.path, timer=result.add_time) as local:
                 windows = kind.track_windows(replace(item, path=local), split=split, config=config,
                                              background=background, timer=result.add_time)
-        except _ReadError as e:
-            result.errors.append(_error(item, "read", str(e)))
+        except SourceReadError as e:
+            result.errors.append(_error(item, "read", e.reason))
             continue
         except InputError as e:
             reason = getattr(e, "reason", None) or str(e).removeprefix(f"{local}: ")
@@ -174,35 +171,6 @@ def process_batch(
     result.add_time("write", time.perf_counter() - start)
     result.tracks = {split: len(ids) for split, ids in tracks.items()}
     return result
-
-
-class _ReadError(Exception):
-    """An object of a URI source could not be downloaded (the message is the reason)."""
-
-
-@contextlib.contextmanager
-def _local_copy(item: SourceItem, *, timer) -> Iterator[str]:
-    """A local path with ``item``'s bytes: its own path when local, else a temporary download (same suffix, so the
-    decoder is chosen by the extension as for a local file), removed afterwards."""
-    if not storage.is_uri(item.path):
-        yield item.path
-        return
-    t0 = time.perf_counter()
-    try:
-        payload = storage.read_bytes(item.path)
-    except FileNotFoundError:
-        raise _ReadError("object not found (removed after listing?)") from None
-    except Exception as e:  # noqa: BLE001 - StorageError, OSError, pyarrow errors: the reason is recorded
-        raise _ReadError(f"cannot read the object: {e}".replace(f"{item.path}: ", "")) from e
-    suffix = os.path.splitext(item.path.partition("?")[0])[1]
-    fd, local = tempfile.mkstemp(prefix="spectrotune-src-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        timer("download", time.perf_counter() - t0)
-        yield local
-    finally:
-        os.unlink(local)
 
 
 def _error(item: SourceItem, stage: str, reason: str) -> dict[str, str]:

@@ -21,13 +21,18 @@ Kaggle download's non-audio folders and files outside genre folders (``features_
 The root may be an object-store URI (``s3://bucket/gtzan/``, ``gs://...``): it is listed through pyarrow's file
 system (:func:`spectrotune.storage.filesystem`) with the same layouts and rules, in the same order as a local copy
 of it, and the items' paths are URIs the prepare tasks read. :attr:`Listing.stats` holds every listed file's size
-and modification time (what a resumed prepare compares, :mod:`spectrotune.prepare.resume`). No ``ray``.
+and modification time (what a resumed prepare compares, :mod:`spectrotune.prepare.resume`). Every stage that reads
+a listed file (prepare's tasks, evaluate's noise rebuild, the musicnn embeddings, ``inspect --export-audio``) opens it
+through :func:`local_copy`, which downloads a URI item to a temporary local file. No ``ray``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 
@@ -71,6 +76,53 @@ class Listing:
     def genres(self) -> tuple[str, ...]:
         """Sorted genre names: the label list of the dataset."""
         return tuple(sorted({item.genre for item in self.items}))
+
+
+class SourceReadError(InputError):
+    """An object of a URI source cannot be downloaded: message ``"<uri>: <reason>"``, ``.reason`` the reason alone
+    (what prepare records with stage ``read``)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def local_copy(path: str, *, timer: Callable[[str, float], None] | None = None) -> Iterator[str]:
+    """A local path holding the bytes of a listed file: ``path`` itself when local, else a temporary download (same
+    suffix, so the decoder is chosen by the extension as for a local file: every decoder, ffmpeg's included, reads a
+    local file), removed afterwards. ``timer("download", seconds)`` is told how long the download took.
+
+    Raises :class:`SourceReadError` naming ``path`` when the object cannot be read. An
+    :class:`~spectrotune.errors.InputError` raised inside the block that names the temporary file (a decoder's) is
+    raised again, of the same class, naming ``path`` instead, so a URI item's errors read as a local file's do.
+    """
+    if not storage.is_uri(path):
+        yield path
+        return
+    t0 = time.perf_counter()
+    try:
+        payload = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise SourceReadError(path, "object not found (removed after listing?)") from None
+    except Exception as e:  # noqa: BLE001 - StorageError, OSError, pyarrow errors: the reason is kept
+        raise SourceReadError(path, f"cannot read the object: {e}".replace(f"{path}: ", "")) from e
+    fd, local = tempfile.mkstemp(prefix="spectrotune-src-", suffix=os.path.splitext(path.partition("?")[0])[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        if timer is not None:
+            timer("download", time.perf_counter() - t0)
+        yield local
+    except InputError as e:
+        if local not in str(e):
+            raise
+        again = type(e)(str(e).replace(local, path))
+        if isinstance(getattr(e, "reason", None), str):
+            again.reason = e.reason.replace(local, path)  # type: ignore[attr-defined]
+        raise again from e
+    finally:
+        os.unlink(local)
 
 
 class _Tree:
