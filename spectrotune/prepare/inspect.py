@@ -3,7 +3,9 @@
 Prints the manifest summary, renders example spectrograms (clean next to each noisy variant of the same segment)
 to ``examples.png``, and with ``export_audio=N`` writes N noisy segments and their clean originals as WAV so one
 can listen to what the noise did. The audio is rebuilt from the source files and the per-segment seeds, so it is
-bit-identical to what the pipeline computed. No ``ray``.
+bit-identical to what the pipeline computed; the source may be a folder or an object-store URI (``s3://``,
+``gs://``), listed as prepare lists it and read through :func:`~spectrotune.sources.listing.local_copy` as prepare's
+tasks read it. No ``ray``.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int =
     """Write ``n`` noisy segments and their clean originals as WAV, rebuilt from the source and the seeds."""
     from spectrotune.audio import io as audio
     from spectrotune.audio import noise
-    from spectrotune.sources.listing import list_source
+    from spectrotune.sources.listing import list_source, local_copy
 
     data, out = storage.norm(data), Path(out)
     manifest = D.read_manifest(data)
@@ -101,10 +103,14 @@ def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int =
     picks, noisy = _examples(data, manifest, n=n, seed=seed)
     if not noisy:
         raise DatasetError(f"{data}: no noisy variants in the train split (noise was off)")
-    source = Path(manifest.source.path)
-    if not source.is_dir():
+    source = storage.norm(manifest.source.path)
+    if not storage.is_dir(source):
         raise DatasetError(f"{source}: source folder of this dataset is gone; cannot rebuild its audio")
     paths = {item.track_id: item.path for item in list_source(source, kind=manifest.source.kind).items}
+    gone = sorted({track for track, _, _ in picks if track not in paths})
+    if gone:
+        raise DatasetError(f"{source}: track(s) {', '.join(gone)} of this dataset are no longer in its source; "
+                           "cannot rebuild their audio")
     windowing = Windowing.from_config(audio_config, split="train")
     sr = windowing.sample_rate
     written: list[Path] = []
@@ -113,7 +119,8 @@ def export_noisy_audio(data: str | Path, out: str | Path, *, n: int, seed: int =
     if any(noise.parse_variant(v)[0] == "file" for v in noisy):
         background = audio.decode(noise_config.background, sr=sr, min_seconds=0.1)
     for track, seg, _genre in picks:
-        clean = cut_windows(paths[track], windowing)[0][seg : seg + 1]
+        with local_copy(paths[track]) as local:
+            clean = cut_windows(local, windowing)[0][seg : seg + 1]
         stem = f"{track}_seg{seg}"
         audio.write_wav(out / f"{stem}_clean.wav", clean[0], sr=sr)
         written.append(out / f"{stem}_clean.wav")
