@@ -7,7 +7,8 @@ them; the MSD model's embeddings + SVM reach 77 % on GTZAN's fault-filtered spli
 - :class:`Embedder` holds a pretrained musicnn network (weights handed over by the driver, as
   :class:`spectrotune.predict.tag.Tagger` gets them) and turns a batch into one vector per row: rows of patches
   (``mel`` float32 [n, 96, n_frames], a dataset prepared with the musicnn front end) or rows of audio files
-  (``path``: decoded to 16 kHz mono and cut into the tagger's patches, :func:`~spectrotune.audio.musicnn_frontend.
+  (``path``, local or an object-store URI read through :func:`~spectrotune.sources.listing.local_copy`: decoded to
+  16 kHz mono and cut into the tagger's patches, :func:`~spectrotune.audio.musicnn_frontend.
   musicnn_input`, the vector being the file's mean). ``layer``: ``pool`` (``max_pool`` then ``mean_pool``, 1506
   values) or ``penultimate`` (the 200-unit layer before the tag layer). It is the Ray Data callable of
   :mod:`spectrotune.evaluation.embeddings` (which runs it as actors, on GPUs when the cluster has them);
@@ -101,11 +102,14 @@ class Embedder:
         return np.concatenate(out) if out else np.zeros((0, len(self.columns)), np.float32)
 
     def file_vector(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-        """(mean vector [len(columns)], number of patches) of an audio file, cut as ``spectrotune tag`` cuts it."""
+        """(mean vector [len(columns)], number of patches) of an audio file (a local path or a URI), cut as
+        ``spectrotune tag`` cuts it."""
         from spectrotune.audio.io import decode
         from spectrotune.audio.musicnn_frontend import musicnn_input
+        from spectrotune.sources.listing import local_copy
 
-        y = decode(path, sr=self.meta.frontend.sr, min_seconds=MIN_SECONDS)
+        with local_copy(os.fspath(path)) as local:
+            y = decode(local, sr=self.meta.frontend.sr, min_seconds=MIN_SECONDS)
         patches, _ = musicnn_input(y, params=self.meta.frontend)
         return self.vectors(patches).astype(np.float64).mean(axis=0).astype(np.float32), len(patches)
 

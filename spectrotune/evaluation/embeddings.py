@@ -10,8 +10,10 @@ features are. Where the patches come from:
 
 - a dataset prepared with the musicnn front end at the checkpoint's parameters (``configs/musicnn.yaml``): its own
   clean rows, read by Ray Data (no audio needed);
-- any other audio dataset: the source audio its manifest points to, decoded at 16 kHz and cut into the tagger's
-  whole-file patches (as ``spectrotune tag`` does); tracks missing from the source are named and left out.
+- any other audio dataset: the source audio its manifest points to (a folder or an ``s3://`` / ``gs://`` URI, listed
+  as prepare lists it; the actors download a URI's files through :func:`~spectrotune.sources.listing.local_copy`, so
+  every node needs the store's credentials), decoded at 16 kHz and cut into the tagger's whole-file patches (as
+  ``spectrotune tag`` does); tracks missing from the source, or whose file cannot be read, are named and left out.
 
 Ray Data: this process reads the checkpoint from the cache (``spectrotune fetch musicnn``) and hands it to
 ``map_batches(Embedder)`` actors, one CPU each, and one GPU each when the cluster has GPUs, so the nodes need no
@@ -32,7 +34,7 @@ import pyarrow.dataset as pads
 
 from spectrotune import dataset as D
 from spectrotune import storage
-from spectrotune.errors import DatasetError, InputError
+from spectrotune.errors import DatasetError, InputError, StorageError
 from spectrotune.evaluation.embedding_data import ESTIMATORS, Embedder, embedding_columns, embedding_track_table
 from spectrotune.schema import CLEAN, FRONTEND_MUSICNN, GENRE, LABEL, MEL, SPLIT, SPLITS, TRACK_ID, VARIANT
 
@@ -135,8 +137,8 @@ def _source_files(manifest: D.DatasetManifest, track_ids: list[str]) -> tuple[li
     from spectrotune.sources.listing import list_source
 
     try:
-        listing = list_source(Path(manifest.source.path), kind=manifest.source.kind)
-    except InputError as e:
+        listing = list_source(storage.norm(manifest.source.path), kind=manifest.source.kind)
+    except (InputError, StorageError) as e:
         return [], {"reason": f"source audio unavailable: {e}"}
     by_track = {item.track_id: item.path for item in listing.items}
     absent = [t for t in track_ids if t not in by_track]
