@@ -260,18 +260,25 @@ def compare_musicnn(args: argparse.Namespace) -> None:
               f"{r['wall_seconds']:.1f} | {r['clip_accuracy']:.3f} |")
 
 
+def side_settings(side: str, *, object_store_mb: int) -> tuple[int | None, str]:
+    """``--side``'s object store (bytes; ``None``: Ray's default) and ``train.materialize`` override: ``memory``
+    holds the splits in the default store, ``streaming`` reads them from Parquet every epoch under a smaller one."""
+    if side == "memory":
+        return None, "train.materialize=true"
+    return object_store_mb * 2**20, "train.materialize=false"
+
+
 def streaming_side(args: argparse.Namespace) -> None:
     """``--side``: one Ray Train run in this (child) process on a local Ray of its own; prints one JSON line."""
     import ray
 
     from spectrotune.runtime import LOOPBACK
 
-    streaming = args.side == "streaming"
+    store_bytes, materialize = side_settings(args.side, object_store_mb=args.object_store_mb)
     ray.init(address="local", num_cpus=max(2, int(args.cpus) + 1), include_dashboard=False,
-             _node_ip_address=LOOPBACK, logging_level="warning",
-             object_store_memory=args.object_store_mb * 2**20 if streaming else None)
+             _node_ip_address=LOOPBACK, logging_level="warning", object_store_memory=store_bytes)
     data = make_dataset(args.workdir, genres=args.genres, tracks=args.tracks, seconds=args.seconds)
-    config = load_config("demo", overrides=[*_common_overrides(args), f"train.materialize={str(streaming).lower()}"])
+    config = load_config("demo", overrides=[*_common_overrides(args), materialize])
     manifest = D.read_manifest(data)
     n_mels, n_frames = manifest.input_shape
     train_valid = manifest.counts.rows_per_split["train"] + manifest.counts.rows_per_split["valid"]

@@ -1,5 +1,6 @@
 """Tests of the benchmark scripts' own machinery (no benchmark is run): the scale mode's corpus cache, memory and
-CPU sampling (bench/procmem.py) and steady-state rate (bench/prepare.py), and bench/train.py --gpu on a machine without CUDA."""
+CPU sampling (bench/procmem.py) and steady-state rate (bench/prepare.py), bench/train.py --gpu on a machine without
+CUDA, and which side of bench/train.py --streaming holds its splits."""
 
 from __future__ import annotations
 
@@ -85,3 +86,10 @@ def test_train_bench_gpu_without_cuda_stops_with_one_clear_line():
     assert out.returncode == 2 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bench/train.py: --gpu: no CUDA device visible")
+
+
+def test_train_bench_streaming_sides_hold_and_stream_as_named():
+    # The two sides were once swapped (the "held" side streamed from Parquet): the table's labels depend on this.
+    bench = _bench("train")
+    assert bench.side_settings("memory", object_store_mb=80) == (None, "train.materialize=true")
+    assert bench.side_settings("streaming", object_store_mb=80) == (80 * 2**20, "train.materialize=false")
