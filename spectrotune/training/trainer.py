@@ -136,7 +136,7 @@ def ray_dataset(rows: RowSelection, columns: list[str]) -> Any:
     context.use_datasource_v2 = False
     try:
         ds = ray.data.read_parquet([str(folder) for folder in rows.folders],
-                                   override_num_blocks=max(1, len(rows.arrow_dataset().files)))
+                                   override_num_blocks=max(1, _n_files(rows.arrow_dataset())))
     finally:
         context.use_datasource_v2 = saved
     filters = ([(TRACK_ID, list(rows.tracks))] if rows.tracks is not None else []) + (
@@ -210,3 +210,10 @@ def _ingest_options() -> Any:
     current = DataContext.get_current().execution_options
     return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
                             verbose_progress=current.verbose_progress)
+
+
+def _n_files(dataset: Any) -> int:
+    """Parquet files under a pyarrow dataset: a FileSystemDataset's own, or the sum over a UnionDataset's children
+    (the splits of several folders, e.g. a CV fold's train and valid)."""
+    files = getattr(dataset, "files", None)
+    return len(files) if files is not None else sum(_n_files(child) for child in dataset.children)

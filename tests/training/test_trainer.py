@@ -54,3 +54,21 @@ def test_materialize_auto_decides_by_share_of_the_object_store():
     assert not should_materialize(None, nbytes=int(MATERIALIZE_FRACTION * store) + 1, object_store_bytes=store)
     assert should_materialize(True, nbytes=10**12, object_store_bytes=store)
     assert not should_materialize(False, nbytes=1, object_store_bytes=store)
+
+
+def test_the_read_task_count_covers_every_folder_of_a_selection(tmp_path):
+    """A streamed read gets one task per shard file, also for rows from several folders (a pyarrow UnionDataset,
+    which has no ``files`` of its own: evaluate's embedding read of train + valid crashed on it)."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from spectrotune.training.trainer import _n_files
+
+    for folder, n in (("a", 2), ("b", 3)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            pq.write_table(pa.table({"x": [i]}), tmp_path / folder / f"part-{i}.parquet")
+    one = pads.dataset(str(tmp_path / "a"), format="parquet")
+    union = pads.dataset([one, pads.dataset(str(tmp_path / "b"), format="parquet")])
+    assert _n_files(one) == 2 and _n_files(union) == 5
