@@ -64,12 +64,14 @@ def test_prepare_tasks_run_on_both_nodes(summary):
 
 
 def test_losing_a_node_during_prepare_gives_the_same_dataset(summary):
-    """The worker node is SIGKILLed while it runs a prepare task: its tasks run again on the head, and every shard
-    is byte for byte the undisturbed run's."""
+    """The worker node is SIGKILLed while it runs a prepare task: its unfinished tasks run again on the head, and
+    every shard is byte for byte the undisturbed run's."""
     nodes, lost = summary["nodes"], summary["prepare_node_kill"]
     assert lost["node_id"] == nodes["worker"] and lost["running_at_kill"]  # a task was in flight there
     assert lost["shards_at_kill"] < N_TRACKS  # the kill came while prepare still had work to do
-    assert lost["nodes"] == {nodes["head"]: N_TRACKS}  # every task that counted finished on the head
+    # Every task counted once; on the lost node only those that had finished before the kill (one shard a task).
+    assert sum(lost["nodes"].values()) == N_TRACKS and set(lost["nodes"]) <= {nodes["head"], nodes["worker"]}
+    assert lost["nodes"].get(nodes["worker"], 0) <= lost["shards_at_kill"]
     assert lost["rows"] == summary["prepare_rows"]
     assert len(lost["shards"]) >= 3 and lost["shards"] == lost["reference_shards"]
     assert lost["differing"] == []
