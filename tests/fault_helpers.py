@@ -45,6 +45,26 @@ def kill_tree(pid: int, *, expect: str = "") -> list[int]:
     return [p.pid for p in procs]
 
 
+def kill_writer_or_live(log: Path, *, expect: str) -> list[int]:
+    """SIGKILL the process that wrote ``log`` (:func:`log_pid`) and its descendants; if that pid is already gone
+    (seen in CI once: the log's pid had exited when its line was read), every live process whose name or command
+    line holds ``expect`` instead (the tests run one training at a time, so that is the worker that printed)."""
+    try:
+        return kill_tree(log_pid(log), expect=expect)
+    except psutil.NoSuchProcess:
+        pids = [p.pid for p in psutil.process_iter(["name", "cmdline"])
+                if expect in f"{p.info['name']} {' '.join(p.info['cmdline'] or [])}"]
+        killed: list[int] = []
+        for pid in pids:
+            try:
+                killed += kill_tree(pid, expect=expect)
+            except psutil.NoSuchProcess:
+                continue
+        if not killed:
+            raise
+        return killed
+
+
 class KillOnLine(threading.Thread):
     """A thread that waits (up to ``timeout_s``) for a line starting with ``prefix`` to be *added* to a Ray worker
     log under ``logs`` (searched recursively; what the files held when the thread was made is ignored), then calls
