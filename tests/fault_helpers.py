@@ -45,24 +45,22 @@ def kill_tree(pid: int, *, expect: str = "") -> list[int]:
     return [p.pid for p in procs]
 
 
-def kill_writer_or_live(log: Path, *, expect: str) -> list[int]:
-    """SIGKILL the process that wrote ``log`` (:func:`log_pid`) and its descendants; if that pid is already gone
-    (seen in CI once: the log's pid had exited when its line was read), every live process whose name or command
-    line holds ``expect`` instead (the tests run one training at a time, so that is the worker that printed)."""
-    try:
-        return kill_tree(log_pid(log), expect=expect)
-    except psutil.NoSuchProcess:
-        pids = [p.pid for p in psutil.process_iter(["name", "cmdline"])
-                if expect in f"{p.info['name']} {' '.join(p.info['cmdline'] or [])}"]
-        killed: list[int] = []
-        for pid in pids:
+def kill_live(expect: str) -> list[int]:
+    """SIGKILL every live process whose name or command line holds ``expect`` (Ray titles a training worker
+    ``ray::RayTrainWorker...`` while it runs and ``ray::IDLE`` after), and their descendants; returns the pids.
+
+    The tests run one training at a time, so these are the current run's workers. (The pid in a worker log's name
+    is not used: CI showed it could name a process of an earlier run.)"""
+    killed: list[int] = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if expect in f"{proc.info['name']} {' '.join(proc.info['cmdline'] or [])}":
             try:
-                killed += kill_tree(pid, expect=expect)
+                killed += kill_tree(proc.pid, expect=expect)
             except psutil.NoSuchProcess:
                 continue
-        if not killed:
-            raise
-        return killed
+    if not killed:
+        raise AssertionError(f"no live {expect!r} process to kill")
+    return killed
 
 
 class KillOnLine(threading.Thread):

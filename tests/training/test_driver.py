@@ -28,7 +28,7 @@ from spectrotune.schema import METRIC_KEYS
 from spectrotune.sources.synth.corpus import generate_corpus
 from spectrotune.training.driver import train
 from spectrotune.training.plan import plan_run
-from fault_helpers import KillOnLine, kill_writer_or_live
+from fault_helpers import KillOnLine, kill_live
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_a_worker_killed_when_an_epoch_line_appears_resumes_after_that_epoch(pre
     config = _config("train.epochs=3", "train.max_failures=1", "train.run_name=kill",
                      "train.spec_augment=true", "train.mixup_alpha=0.2", "train.label_smoothing=0.1")
     logs = Path(ray_session._private.worker.global_worker.node.get_logs_dir_path())
-    killer = KillOnLine(logs, "epoch 2/3:", lambda log: kill_writer_or_live(log, expect="RayTrainWorker"))
+    killer = KillOnLine(logs, "epoch 2/3:", lambda log: kill_live("RayTrainWorker"))
     killer.start()
     try:
         result = train(prepared, tmp_path / "out", config=config, progress=True, log=lambda _: None)
