@@ -101,3 +101,19 @@ def end_group(pgid: int, *, also=(), grace_s: float = 5.0) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=grace_s)
+
+
+def kill_group(pgid: int, *, timeout_s: float = 30.0) -> None:
+    """SIGKILL process group ``pgid`` (a command started with ``start_new_session``) and every descendant of its
+    members (Ray's processes), and wait until they are gone."""
+    procs = list(group_and_descendants(pgid).values())
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:  # already gone
+            pass
+    psutil.wait_procs(procs, timeout=timeout_s)

@@ -14,17 +14,15 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from legacy_data import legacy_corpus, legacy_dataset, track_file
-from ray_processes import group_and_descendants
+from ray_processes import kill_group
 from s3_server import moto_s3
 
 from spectrotune import dataset as D
@@ -131,16 +129,7 @@ def _run_child(args: list[str], env: dict[str, str]) -> str:
     except subprocess.TimeoutExpired:
         out = f"did not finish in {RUN_TIMEOUT_S} s"
     finally:
-        procs = list(group_and_descendants(proc.pid).values())
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:  # already gone
-                pass
+        kill_group(proc.pid)
         proc.wait(timeout=30)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, f"spectrotune {' '.join(args)} exited {proc.returncode}:\n{out[-4000:]}"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from ray_processes import group_and_descendants
+from ray_processes import kill_group
 from s3_server import moto_s3
 
 from spectrotune import dataset as D
@@ -83,17 +83,7 @@ def _env(extra: dict[str, str], ray_tmp: Path) -> dict[str, str]:
 
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the command's process group and every descendant (Ray's processes), and wait until they are gone."""
-    procs = list(group_and_descendants(proc.pid).values())
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=30)
+    kill_group(proc.pid)
     proc.wait(timeout=30)
 
 
