@@ -68,8 +68,9 @@ class KillOnLine(threading.Thread):
     log under ``logs`` (searched recursively; what the files held when the thread was made is ignored), then calls
     ``action(log_file)`` once.
 
-    After :meth:`join`: ``fired`` (the action ran), ``seconds`` (from start to the line being seen), ``result``
-    (what the action returned) and ``error`` (an exception it raised, or a timeout).
+    After :meth:`join`: ``fired`` (the action ran), ``found`` (the log the line appeared in), ``seconds`` (from
+    start to the line being seen), ``result`` (what the action returned) and ``error`` (an exception it raised, or a
+    timeout); :meth:`lines_added` reads what a log gained since the thread was made.
     """
 
     def __init__(self, logs: Path, prefix: str, action: Callable[[Path], object], *, timeout_s: float = 120.0,
@@ -78,6 +79,8 @@ class KillOnLine(threading.Thread):
         self.logs, self.prefix, self.action = Path(logs), prefix, action
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self.offsets = {path: path.stat().st_size for path in self.logs.rglob(WORKER_LOGS)}
+        self.initial = dict(self.offsets)
+        self.found: Path | None = None
         self.stop = threading.Event()
         self.fired = False
         self.seconds: float | None = None
@@ -99,6 +102,14 @@ class KillOnLine(threading.Thread):
                 return path
         return None
 
+    def lines_added(self, path: Path, prefix: str = "") -> list[str]:
+        """The complete lines starting with ``prefix`` that log ``path`` gained after this thread was made."""
+        with open(path, "rb") as f:
+            f.seek(self.initial.get(path, 0))
+            chunk = f.read()
+        lines = chunk[:chunk.rfind(b"\n") + 1].decode(errors="replace").splitlines()
+        return [line for line in lines if line.startswith(prefix)]
+
     def run(self) -> None:
         t0 = time.monotonic()
         try:
@@ -106,7 +117,7 @@ class KillOnLine(threading.Thread):
                 found = self._new_line()
                 if found is not None:
                     self.seconds = time.monotonic() - t0
-                    self.fired = True
+                    self.fired, self.found = True, found
                     self.result = self.action(found)
                     return
                 if time.monotonic() - t0 > self.timeout_s:
