@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,9 @@ from spectrotune.errors import ConfigError
 __all__ = [
     "Origin", "apply_overrides", "build", "choices", "parse_override", "read_yaml_mapping", "set_path", "to_plain",
 ]
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  #: 1e-4, 3E5, 2.5e-3: floats YAML leaves as text
 
 
 def choices(*values: str) -> dict[str, tuple[str, ...]]:
@@ -230,6 +234,8 @@ def _coerce(tp: Any, value: Any, *, key: str, origin: Origin, meta: Mapping[str,
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; everyone writes it that way
         raise bad("a number")
     if tp is str:
         if isinstance(value, bool) and meta.get("choices") and str(value).lower() in meta["choices"]:

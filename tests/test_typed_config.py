@@ -47,6 +47,23 @@ def test_build_fills_defaults_and_widens_ints():
     assert type(built.inner.level) is float
 
 
+@pytest.mark.parametrize(("text", "expected"), [("1e-4", 1e-4), ("3E5", 3e5), ("+2.5e-3", 2.5e-3), (".5e1", 5.0)])
+def test_a_float_in_exponent_notation_is_a_number_although_yaml_reads_it_as_text(text, expected, tmp_path):
+    """YAML 1.1 (PyYAML) reads ``1e-4`` (no dot) as a string: ``--set train.lr=1e-4`` and ``lr: 1e-4`` in a file
+    were refused as "expected a number"."""
+    data: dict[str, Any] = {}
+    origin = apply_overrides(data, default_origin="defaults", overrides=[f"inner.level={text}"])
+    assert build(Outer, data, origin=origin).inner.level == expected
+    (tmp_path / "c.yaml").write_text(f"inner:\n  level: {text}\n")
+    assert build(Outer, read_yaml_mapping(tmp_path / "c.yaml"), origin="test").inner.level == expected
+
+
+@pytest.mark.parametrize("text", ["1e-4x", "e5", "1e", "0x1p3"])
+def test_text_that_only_looks_like_an_exponent_is_still_refused(text):
+    with pytest.raises(ConfigError, match="expected a number"):
+        build(Outer, {"inner": {"level": text}}, origin="test")
+
+
 def test_tuple_of_str_accepts_a_comma_separated_string():
     assert build(Outer, {"tags": "a, b,,c"}, origin="test").tags == ("a", "b", "c")
     assert build(Outer, {"tags": ["x"]}, origin="test").tags == ("x",)
