@@ -6,6 +6,9 @@ both), then per epoch :func:`train_one_epoch` on its share of the train split, :
 valid split (every rank computes the same clip accuracy, so early stopping needs no extra coordination) and
 :func:`report_epoch` (rank 0: the epoch line and the checkpoint; other ranks report metrics only).
 
+Streaming: each epoch's train batches are started while the previous epoch's checkpoint is reported, so a streamed
+split's per-epoch read start-up overlaps that wait (:mod:`spectrotune.training.batches`).
+
 Randomness: the dropout RNG, the augmentation generator and Ray Data's local shuffle are reseeded every epoch from
 ``(seed, rank, epoch)`` (:func:`~spectrotune.training.schedule.epoch_seed`), so a resumed run draws the same
 augmentation as an uninterrupted one would have.
@@ -38,7 +41,8 @@ import torch.nn.functional as F
 from spectrotune.config import Config, TrainConfig
 from spectrotune.errors import ConfigError
 from spectrotune.schema import LABEL, MEL, METRIC_KEYS, TRACK_ID
-from spectrotune.training.accel import AmpPolicy, amp_policy, input_options, make_scaler, speed_up_model, to_device
+from spectrotune.training.accel import AmpPolicy, amp_policy, make_scaler, speed_up_model, to_device
+from spectrotune.training.batches import EpochBatches
 from spectrotune.training.checkpoint import (RESUMED_KEYS, checkpoint_dir_name, read_checkpoint, spec_difference,
                                              unwrap_model, write_checkpoint)
 from spectrotune.training.metrics import epoch_line, valid_metrics
@@ -88,12 +92,14 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("valid")
     stopped = stopped_early(state, patience=tc.patience)
+    upcoming: EpochBatches | None = None  # the next epoch's batches, started ahead
     for epoch in range(int(state["epoch"]) + 1, tc.epochs + 1):
         if stopped:
             break
         t0 = time.perf_counter()
         run.frozen = epoch <= tc.freeze_epochs
-        trained = train_one_epoch(run, train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch))
+        trained = train_one_epoch(run, train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch),
+                                  batches=upcoming)
         metrics = {
             "epoch": epoch,
             **trained,
@@ -106,6 +112,10 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         state.update(track_best(state, metrics, patience=tc.patience))
         # Ranks see the same valid split but not bit-identical weights' BN buffers; rank 0 decides for all.
         stopped = _broadcast_flag(state["stop"], run.device)
+        # The next epoch's read starts while this one's checkpoint is written and registered (not during validation:
+        # under a small object store the two reads slowed each other, see spectrotune.training.batches).
+        upcoming = (None if stopped or epoch == tc.epochs else EpochBatches(
+            train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch + 1), device=run.device, ahead=True))
         report_epoch(run, state, metrics, rank=rank, loop_config=loop_config)
 
 
@@ -182,8 +192,12 @@ def restore_state(run: WorkerRun, loaded: dict[str, Any]) -> None:
         run.scaler.load_state_dict(loaded["scaler"])
 
 
-def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -> dict[str, float]:
+def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int,
+                    batches: EpochBatches | None = None) -> dict[str, float]:
     """One pass over this worker's share of the train split (a Ray Data ``DataIterator``), reseeded from ``seed``.
+
+    ``batches``: this epoch's :class:`~spectrotune.training.batches.EpochBatches` of ``shard`` when the loop started
+    them ahead (with the same ``seed``); else they are started here.
 
     Returns ``train_loss`` (mean cross-entropy in nats per sample), ``train_accuracy`` (of the hard labels, per
     segment), ``train_seconds`` and ``samples_per_second``, summed over all workers (DDP all-reduce), and
@@ -203,14 +217,10 @@ def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int) -
     loss_acc = torch.zeros((), dtype=torch.float64, device=run.device)
     correct_acc = torch.zeros((), dtype=torch.int64, device=run.device)
     seen, data_wait = 0, 0.0
-    batches = iter(shard.iter_torch_batches(
-        batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer or None,
-        local_shuffle_seed=seed % (2**31) if tc.shuffle_buffer else None,
-        prefetch_batches=tc.prefetch_batches, device=run.device, **input_options(run.device),
-    ))  # fmt: skip
+    epoch_batches = iter(batches if batches is not None else EpochBatches(shard, tc=tc, seed=seed, device=run.device))
     while True:
         t_wait = time.perf_counter()
-        batch = next(batches, None)
+        batch = next(epoch_batches, None)
         data_wait += time.perf_counter() - t_wait
         if batch is None:
             break
