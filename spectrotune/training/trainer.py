@@ -6,7 +6,8 @@ workers with ``DataConfig(datasets_to_split=["train"])``, ``valid`` given whole 
 ``TorchTrainer`` whose workers run :func:`~spectrotune.training.loop.train_fn_per_worker`. The same
 ``RunConfig(name, storage_path)`` resumes the run (Ray Train V2 keeps a checkpoint-manager snapshot in the run
 folder), exactly as after a worker failure (``FailureConfig``). The train split is read with Ray Data's
-``preserve_order``, so its rows reach the shuffle buffer in the same order whichever read task finishes first.
+``preserve_order``, so its rows reach the shuffle buffer in the same order whichever read task finishes first:
+its shards in an order drawn from ``seed`` (:func:`shard_order`), not prepare's genre-by-genre listing order.
 
 ``ray`` is imported inside the functions (importing this module does not load Ray).
 """
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spectrotune.dataset import with_tensor_mel
 from spectrotune.errors import SpectrotuneError
 from spectrotune.schema import LABEL, MEL, TRACK_ID, VARIANT
@@ -30,7 +33,7 @@ from spectrotune.training.plan import RowSelection, RunPlan
 logger = logging.getLogger(__name__)
 
 __all__ = ["LOCAL_READ_BYTES", "MATERIALIZE_FRACTION", "make_trainer", "ray_dataset", "resolve_use_gpu",
-           "should_materialize", "training_error"]
+           "shard_order", "should_materialize", "shuffled_rows", "training_error"]
 
 MATERIALIZE_FRACTION = 0.3  # train.materialize auto: hold the splits when they need under 30 % of the object store
 LOCAL_READ_BYTES = 256 * 2**20  # splits up to this size are read with pyarrow in the driver (see make_trainer)
@@ -88,17 +91,22 @@ def make_trainer(
     materialize = should_materialize(tc.materialize, nbytes=nbytes,
                                      object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0)))
     with _quiet_data_context():  # each Dataset keeps a copy of the context it was made in; workers get that copy
+        # The train split is read in an order drawn from the seed (shards, or rows when held in one block), not in
+        # prepare's genre-by-genre listing order (see shard_order); valid is read whole every epoch, in any order.
+        seeds = {"train": config.seed, "valid": None}
         if not materialize:
-            datasets = {name: ray_dataset(rows[name], columns[name]) for name in rows}
+            datasets = {name: ray_dataset(rows[name], columns[name], shuffle_seed=seeds[name]) for name in rows}
         elif nbytes <= LOCAL_READ_BYTES:
             # Tiny splits (tests, the demo, cross-validation folds): read them here with pyarrow and hand Ray Data
             # one in-memory block each; a Ray Data read costs seconds of task start-up per split on a small machine.
-            datasets = {name: ray.data.from_arrow(with_tensor_mel(rows[name].arrow_table(columns[name])))
-                        for name in rows}
+            tables = {name: rows[name].arrow_table(columns[name]) for name in rows}
+            tables["train"] = shuffled_rows(tables["train"], seed=config.seed)
+            datasets = {name: ray.data.from_arrow(with_tensor_mel(table)) for name, table in tables.items()}
         else:
             # Small enough: read the shards once instead of once per epoch (each read is a Ray Data execution
             # with its own tasks, seconds of overhead per epoch on a small machine).
-            datasets = {name: ray_dataset(rows[name], columns[name]).materialize() for name in rows}
+            datasets = {name: ray_dataset(rows[name], columns[name], shuffle_seed=seeds[name]).materialize()
+                        for name in rows}
     if materialize:
         log(f"holding {nbytes / 2**20:.0f} MiB of train/valid segments in the object store")
     return TorchTrainer(
@@ -120,12 +128,19 @@ def make_trainer(
     )
 
 
-def ray_dataset(rows: RowSelection, columns: list[str]) -> Any:
+def ray_dataset(rows: RowSelection, columns: list[str], *, shuffle_seed: int | None = None) -> Any:
     """A Ray Dataset of ``columns`` of the selected rows (filters run in Ray Data, before the selection), ``mel`` as
-    a tensor column (:func:`~spectrotune.dataset.with_tensor_mel`: batches hold one array, in either format)."""
+    a tensor column (:func:`~spectrotune.dataset.with_tensor_mel`: batches hold one array, in either format).
+
+    ``shuffle_seed``: read the shards in an order drawn from it (see :func:`shard_order`) instead of listing order.
+    """
     import ray
     from ray.data.expressions import col
 
+    filesystem, files = _files(rows.arrow_dataset())
+    drawn = shuffle_seed is not None and filesystem is not None  # files on one store: read them in a drawn order
+    paths = ([files[i] for i in shard_order(len(files), seed=shuffle_seed)] if drawn
+             else [str(folder) for folder in rows.folders])
     context = ray.data.DataContext.get_current()
     saved = context.use_datasource_v2
     # Ray Data's file-based Parquet reader with one read task per shard: it reads the footers once, here, and each
@@ -135,8 +150,8 @@ def ray_dataset(rows: RowSelection, columns: list[str]) -> Any:
     # each epoch's first batch (BENCHMARKS.md "train, held vs streamed splits"). Rows and order are the same.
     context.use_datasource_v2 = False
     try:
-        ds = ray.data.read_parquet([str(folder) for folder in rows.folders],
-                                   override_num_blocks=max(1, _n_files(rows.arrow_dataset())))
+        ds = ray.data.read_parquet(paths, override_num_blocks=max(1, len(files)),
+                                   **({"filesystem": filesystem} if drawn else {}))
     finally:
         context.use_datasource_v2 = saved
     filters = ([(TRACK_ID, list(rows.tracks))] if rows.tracks is not None else []) + (
@@ -212,8 +227,32 @@ def _ingest_options() -> Any:
                             verbose_progress=current.verbose_progress)
 
 
-def _n_files(dataset: Any) -> int:
-    """Parquet files under a pyarrow dataset: a FileSystemDataset's own, or the sum over a UnionDataset's children
-    (the splits of several folders, e.g. a CV fold's train and valid)."""
+def shard_order(n_files: int, *, seed: int) -> list[int]:
+    """The order (indices into the listed shard files) in which a run reads its train shards: a permutation drawn
+    from ``seed``, the same every epoch and on every resume.
+
+    Prepare writes its shards in listing order, so each holds one or two genres (GTZAN's folders are genres) and
+    listing order streams the genres one after another: a local shuffle buffer (``train.shuffle_buffer`` rows)
+    then mixes only the few genres it holds, and the last genre always ends the epoch. Read in a drawn order, the
+    buffer holds shards of random genres.
+    """
+    return [int(i) for i in np.random.default_rng([seed, n_files]).permutation(n_files)]
+
+
+def shuffled_rows(table: Any, *, seed: int) -> Any:
+    """``table``'s rows (a ``pyarrow.Table``, e.g. a tiny train split held in one block) in an order drawn from
+    ``seed``: the whole split is in memory, so the permutation is over rows, not shards."""
+    return table.take(np.random.default_rng([seed, table.num_rows]).permutation(table.num_rows))
+
+
+def _files(dataset: Any) -> tuple[Any, list[str]]:
+    """The filesystem and the Parquet files of a pyarrow dataset: a FileSystemDataset's own, or those of a
+    UnionDataset's children (the splits of several folders, e.g. a CV fold's train and valid). The filesystem is
+    ``None`` when the children's differ (folders on two stores): the files are then only counted, not re-read."""
     files = getattr(dataset, "files", None)
-    return len(files) if files is not None else sum(_n_files(child) for child in dataset.children)
+    if files is not None:
+        return dataset.filesystem, list(files)
+    parts = [_files(child) for child in dataset.children]
+    kinds = {type(fs).__name__ for fs, _ in parts}
+    filesystem = parts[0][0] if len(kinds) == 1 and all(fs is not None for fs, _ in parts) else None
+    return filesystem, [f for _, child_files in parts for f in child_files]

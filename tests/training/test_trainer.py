@@ -63,7 +63,7 @@ def test_the_read_task_count_covers_every_folder_of_a_selection(tmp_path):
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
-    from spectrotune.training.trainer import _n_files
+    from spectrotune.training.trainer import _files
 
     for folder, n in (("a", 2), ("b", 3)):
         (tmp_path / folder).mkdir()
@@ -71,4 +71,29 @@ def test_the_read_task_count_covers_every_folder_of_a_selection(tmp_path):
             pq.write_table(pa.table({"x": [i]}), tmp_path / folder / f"part-{i}.parquet")
     one = pads.dataset(str(tmp_path / "a"), format="parquet")
     union = pads.dataset([one, pads.dataset(str(tmp_path / "b"), format="parquet")])
-    assert _n_files(one) == 2 and _n_files(union) == 5
+    (fs_one, files_one), (fs_union, files_union) = _files(one), _files(union)
+    assert len(files_one) == 2 and len(files_union) == 5 and set(files_one) < set(files_union)
+    assert type(fs_one).__name__ == type(fs_union).__name__ == "LocalFileSystem"  # one store: re-readable by path
+
+
+def test_train_shards_are_read_in_an_order_drawn_from_the_seed_not_genre_by_genre():
+    """prepare's shards come genre by genre (listing order); the run reads them in a permutation of the seed, the
+    same on every call (every epoch, every resume), another for another seed."""
+    from spectrotune.training.trainer import shard_order
+
+    order = shard_order(16, seed=0)
+    assert sorted(order) == list(range(16)) and order != list(range(16))
+    assert shard_order(16, seed=0) == order and shard_order(16, seed=1) != order
+    assert shard_order(1, seed=0) == [0] and shard_order(0, seed=0) == []
+
+
+def test_a_split_held_in_one_block_is_permuted_by_rows():
+    import pyarrow as pa
+
+    from spectrotune.training.trainer import shuffled_rows
+
+    table = pa.table({"label": [i // 10 for i in range(40)], "row": list(range(40))})  # 4 "genres" in order
+    rows = shuffled_rows(table, seed=3).column("row").to_pylist()
+    assert sorted(rows) == list(range(40)) and rows == shuffled_rows(table, seed=3).column("row").to_pylist()
+    first_ten = {r // 10 for r in rows[:10]}
+    assert len(first_ten) > 1  # the first rows no longer come from one genre
