@@ -114,6 +114,9 @@ def export_run(
     bundle = storage.join(out, BUNDLE_DIR)
     summary = (f"best epoch {best_epoch}/{len(history)}: valid clip accuracy {best[SCORE]:.3f}, segment accuracy "
                f"{best['valid_accuracy']:.3f}; bundle at {bundle} ({time.perf_counter() - t_start:.1f} s)")
+    if len(history) < config.train.epochs and config.train.patience:
+        summary += (f"; stopped early after epoch {len(history)} of {config.train.epochs} "
+                    f"(train.patience={config.train.patience} epochs without improvement)")
     log_text = train_log(driver_log, history, epochs=config.train.epochs, summary=summary)
     with storage.local_output(out, last=[f"{BUNDLE_DIR}/{BUNDLE_META}"]) as local:
         _write_outputs(local, plan=plan, config=config, model=model, params=params, labels=labels,

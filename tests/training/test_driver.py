@@ -1,9 +1,9 @@
-"""Training on Ray Train through :func:`spectrotune.training.driver.train`: end to end, resuming after a killed
-worker, continuing a rerun, and the run's identity. Every test here starts Ray (marked ``integration``).
+"""Training on Ray Train through :func:`spectrotune.training.driver.train`: end to end, early stopping, resuming
+after a killed worker, continuing a rerun, and the run's identity. Every test here starts Ray (marked ``integration``).
 
-Each ``TorchTrainer.fit`` costs ~20-30 s of fixed overhead on 2 cores, so the file runs four fits: one module
+Each ``TorchTrainer.fit`` costs ~20-30 s of fixed overhead on 2 cores, so the file keeps its fits few: one module
 fixture (3 epochs) shared by the end-to-end checks, the rerun test (resumes a copy of it), the repeat that checks
-determinism, and the fault-injection run. The errors raised before Ray starts are in ``test_plan.py``.
+determinism, the early-stopping run and the fault-injection run. The errors raised before Ray starts are in ``test_plan.py``.
 """
 
 from __future__ import annotations
@@ -141,6 +141,22 @@ def test_same_config_and_data_train_the_same_model(trained, prepared, tmp_path):
     assert [{k: h[k] for k in learned} for h in again.history] == [{k: h[k] for k in learned} for h in first.history]
     ours, theirs = (load_file(str(r.bundle / "model.safetensors")) for r in (again, first))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)  # bit for bit
+
+
+def test_a_run_stops_early_once_patience_epochs_do_not_improve(prepared, tmp_path):
+    """``train.patience=1`` through Ray Train: the run ends at the first epoch whose valid clip accuracy does not beat
+    the best so far, the bundle holds the best epoch, and the last log line says why it ended. An LR too small to
+    move the weights makes that epoch come soon (only batch-norm statistics change), seeded, so always the same."""
+    config = _config("train.epochs=8", "train.patience=1", "train.lr=1e-9", "train.run_name=early")
+    result = train(prepared, tmp_path / "out", config=config, progress=False, log=lambda _: None)
+    scores = [h["valid_clip_accuracy"] for h in result.history]
+    assert 2 <= len(scores) < 8, scores
+    assert all(b > a for a, b in zip(scores[:-2], scores[1:-1])) and scores[-1] <= max(scores[:-1]), scores
+    assert result.metrics["epoch"] == scores.index(max(scores)) + 1
+    assert load_bundle(result.bundle).meta.best_epoch == result.metrics["epoch"]
+    last = (tmp_path / "out" / "train.log").read_text().rstrip().splitlines()[-1]
+    assert last.endswith(f"stopped early after epoch {len(scores)} of 8 (train.patience=1 epochs without "
+                         "improvement)"), last
 
 
 # ----------------------------------------------------------------------------------------------- fault tolerance
