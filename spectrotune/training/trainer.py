@@ -236,13 +236,18 @@ def shard_order(n_files: int, *, seed: int) -> list[int]:
     then mixes only the few genres it holds, and the last genre always ends the epoch. Read in a drawn order, the
     buffer holds shards of random genres.
     """
-    return [int(i) for i in np.random.default_rng([seed, n_files]).permutation(n_files)]
+    return _drawn_order(n_files, seed=seed)
 
 
 def shuffled_rows(table: Any, *, seed: int) -> Any:
     """``table``'s rows (a ``pyarrow.Table``, e.g. a tiny train split held in one block) in an order drawn from
     ``seed``: the whole split is in memory, so the permutation is over rows, not shards."""
-    return table.take(np.random.default_rng([seed, table.num_rows]).permutation(table.num_rows))
+    return table.take(_drawn_order(table.num_rows, seed=seed))
+
+
+def _drawn_order(n: int, *, seed: int) -> list[int]:
+    """A permutation of ``range(n)`` drawn from ``(seed, n)``: the one draw behind shard and row order."""
+    return [int(i) for i in np.random.default_rng([seed, n]).permutation(n)]
 
 
 def _files(dataset: Any) -> tuple[Any, list[str]]:
