@@ -136,7 +136,7 @@ def prepare(
     staging = staging_state.staging_dir(out)
     tmp = staging_state.staged_dataset(staging)
     if state is None:
-        plan = staging_state.plan_tasks(items, _files_per_task(config, len(items)))
+        plan = staging_state.plan_tasks(items, _files_per_task(config, len(items)), seed=config.seed)
         storage.makedirs(tmp)
         staging_state.new_state(out=out, source=source, config=config, files=listing.stats, plan=plan).write(staging)
         done: dict[str, BatchResult] = {}

@@ -19,6 +19,7 @@ so the published shards and ``errors.parquet`` are byte-identical to an uninterr
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -88,22 +89,35 @@ def staged_dataset(staging: str | Path) -> str | Path:
     return storage.join(staging, PREPARE_STAGED)
 
 
-def plan_tasks(items: Sequence[SourceItem], per_task: int) -> dict[str, list[SourceItem]]:
-    """Shard name (``part-00000``, ...) -> about ``per_task`` files, in listing order; one track's files are never
-    split across shards."""
+def plan_tasks(items: Sequence[SourceItem], per_task: int, *, seed: int) -> dict[str, list[SourceItem]]:
+    """Shard name (``part-00000``, ...) -> about ``per_task`` files; one track's files are never split across shards.
+
+    Tracks go to tasks in an order drawn from ``seed`` (:func:`track_order`), not in listing order: GTZAN's folders
+    are genres, so listing order gave each shard one or two genres and a streamed split's batches, drawn from a
+    shuffle buffer a few shards deep, came near one genre each. A track's own files keep their listing order.
+    """
     by_track: dict[str, list[SourceItem]] = {}
     for item in items:
         by_track.setdefault(item.track_id, []).append(item)
     batches: list[list[SourceItem]] = []
     current: list[SourceItem] = []
-    for track_items in by_track.values():
-        current.extend(track_items)
+    for track_id in track_order(list(by_track), seed=seed):
+        current.extend(by_track[track_id])
         if len(current) >= per_task:
             batches.append(current)
             current = []
     if current:
         batches.append(current)
     return {f"part-{i:05d}": batch for i, batch in enumerate(batches)}
+
+
+def track_order(track_ids: Sequence[str], *, seed: int) -> list[str]:
+    """``track_ids`` sorted by a hash of ``(seed, track_id)``: a shuffle that depends on nothing else (not on the
+    listing's order or size, nor on the machine), so the same tracks and seed always plan the same tasks."""
+    def key(track_id: str) -> tuple[bytes, str]:
+        return hashlib.blake2b(f"{seed}:{track_id}".encode(), digest_size=8).digest(), track_id
+
+    return sorted(track_ids, key=key)
 
 
 def new_state(*, out: str | Path, source: str | Path, config: Config, files: Mapping[str, Sequence[int]],

@@ -38,23 +38,43 @@ def test_the_staging_folder_is_the_same_on_every_run(out, staging):
     assert str(resume.staged_dataset(staging)) == f"{staging}/dataset"
 
 
-def test_the_plan_keeps_listing_order_and_never_splits_a_track():
+def test_the_plan_never_splits_a_track_and_keeps_its_files_in_listing_order():
     items = _items("a", "b", "c", "d", "e")
     items.insert(1, SourceItem(path="/c/a/a-2.wav", genre="g", track_id="a"))  # a second file of track a
-    plan = resume.plan_tasks(items, 2)
-    assert list(plan) == ["part-00000", "part-00001", "part-00002"]
-    assert [[i.track_id for i in batch] for batch in plan.values()] == [["a", "a"], ["b", "c"], ["d", "e"]]
-    assert [len(b) for b in resume.plan_tasks(items, 1).values()] == [2, 1, 1, 1, 1]
+    plan = resume.plan_tasks(items, 2, seed=0)
+    order = resume.track_order(["a", "b", "c", "d", "e"], seed=0)
+    assert sorted(order) == ["a", "b", "c", "d", "e"]
+    assert [i.track_id for batch in plan.values() for i in batch] == [t for t in order for _ in range(1 + (t == "a"))]
+    assert all(len({i.track_id for i in batch}) <= 2 and len(batch) >= 2 for batch in list(plan.values())[:-1])
+    paths = [i.path for batch in plan.values() for i in batch]
+    assert paths.index("/c/a/a.wav") + 1 == paths.index("/c/a/a-2.wav")  # one track's files together, in order
+    assert [len(b) for b in resume.plan_tasks(items, 1, seed=0).values()] == [1 + (t == "a") for t in order]
+    assert resume.plan_tasks(items, 2, seed=0) == plan == resume.plan_tasks(list(reversed(items[2:])) + items[:2], 2,
+                                                                            seed=0)
+
+
+def test_the_plan_mixes_genres_in_an_order_drawn_from_the_seed():
+    # GTZAN lists its tracks genre by genre: listing order gave every shard one or two genres.
+    genres = [f"g{g}" for g in range(10)]
+    items = [SourceItem(path=f"/c/{g}/{g}.{t:05d}.wav", genre=g, track_id=f"{g}.{t:05d}")
+             for g in genres for t in range(20)]
+    plan = resume.plan_tasks(items, 20, seed=0)
+    assert sorted(i.path for batch in plan.values() for i in batch) == sorted(i.path for i in items)
+    assert min(len({i.genre for i in batch}) for batch in plan.values()) >= 5
+    other = resume.plan_tasks(items, 20, seed=1)
+    assert other != plan and resume.track_order([i.track_id for i in items], seed=1) != [i.track_id for i in items]
+    assert resume.plan_tasks(items[::-1], 20, seed=0) == plan  # the listing's order does not matter
 
 
 def test_state_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
     config = load_config("demo")
-    plan = resume.plan_tasks(_items("a", "b", "c"), 2)
+    plan = resume.plan_tasks(_items("a", "b", "c"), 2, seed=0)
     state = resume.new_state(out=tmp_path / "out", source="/c", config=config, files={"/c/a/a.wav": (10, 5)},
                              plan=plan)
     state.write(tmp_path)
     back = resume.PrepareState.read(tmp_path)
-    assert back == state and back.tasks == {"part-00000": ("/c/a/a.wav", "/c/b/b.wav"), "part-00001": ("/c/c/c.wav",)}
+    assert back == state and back.tasks == {s: tuple(i.path for i in b) for s, b in plan.items()}
+    assert sorted(p for paths in back.tasks.values() for p in paths) == ["/c/a/a.wav", "/c/b/b.wav", "/c/c/c.wav"]
     assert back.files == {"/c/a/a.wav": (10, 5)} and back.config_hash == config.hash()
     assert resume.PrepareState.read(tmp_path / "elsewhere") is None
     (tmp_path / PREPARE_STATE).write_text(json.dumps({**state.to_dict(), "format": "other/9"}))
