@@ -8,9 +8,9 @@ again. So every branch a CUDA worker takes also runs on CPU in a test: an :class
 ``eager`` backend.
 
 On a CUDA device (``train.amp``, default on): autocast in ``train.amp_dtype`` (float16, with loss scaling; or
-bfloat16, whose float32 range needs none); Ray Data collates each batch into pinned host memory and copies it to the
-device in its prefetch thread (``iter_torch_batches(pin_memory=True, device=...)``, ``non_blocking``), so the
-next ``train.prefetch_batches`` batches are on their way while the current step runs. ``train.channels_last`` and
+bfloat16, whose float32 range needs none); the train batches' producer thread
+(:class:`~spectrotune.training.batches.EpochBatches`) pins each batch in host memory and copies it to the device
+(``non_blocking``), so the next ``train.prefetch_batches`` batches are on their way while the current step runs. ``train.channels_last`` and
 ``train.compile`` are off by default on every device.
 
 Pure torch: no ``ray``.
@@ -62,8 +62,8 @@ def make_scaler(policy: AmpPolicy, device: torch.device) -> torch.amp.GradScaler
 
 
 def input_options(device: torch.device) -> dict[str, Any]:
-    """Extra ``iter_torch_batches`` arguments for ``device``: pinned host batches when it is a CUDA device (the copy
-    to the device is then asynchronous, ``non_blocking``); nothing to pin on CPU."""
+    """How batches reach ``device``: ``pin_memory``, pinned host batches when it is a CUDA device (the copy to the
+    device is then asynchronous, ``non_blocking``); nothing to pin on CPU."""
     return {"pin_memory": device.type == "cuda"}
 
 

@@ -6,10 +6,11 @@ both), then per epoch :func:`train_one_epoch` on its share of the train split, :
 valid split (every rank computes the same clip accuracy, so early stopping needs no extra coordination) and
 :func:`report_epoch` (rank 0: the epoch line and the checkpoint; other ranks report metrics only).
 
-Streaming: each epoch's train batches are started while the previous epoch's checkpoint is reported, so a streamed
-split's per-epoch read start-up overlaps that wait (:mod:`spectrotune.training.batches`).
+Streaming: the next epoch's train read starts once this epoch's has ended (its last rows wait in the shuffle
+buffer), so its buffer fills while this epoch's drains and the next train pass does not start by waiting for it
+(:mod:`spectrotune.training.batches`).
 
-Randomness: the dropout RNG, the augmentation generator and Ray Data's local shuffle are reseeded every epoch from
+Randomness: the dropout RNG, the augmentation generator and the local shuffle of the train rows are reseeded every epoch from
 ``(seed, rank, epoch)`` (:func:`~spectrotune.training.schedule.epoch_seed`), so a resumed run draws the same
 augmentation as an uninterrupted one would have.
 
@@ -92,14 +93,19 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("valid")
     stopped = stopped_early(state, patience=tc.patience)
-    upcoming: EpochBatches | None = None  # the next epoch's batches, started ahead
+    upcoming: EpochBatches | None = None  # the next epoch's batches, reading once this epoch's read has ended
     for epoch in range(int(state["epoch"]) + 1, tc.epochs + 1):
         if stopped:
             break
         t0 = time.perf_counter()
         run.frozen = epoch <= tc.freeze_epochs
+        batches = upcoming or EpochBatches(train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch),
+                                           device=run.device)
+        upcoming = None if epoch == tc.epochs else EpochBatches(
+            train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch + 1), device=run.device,
+            after=batches.read_done)
         trained = train_one_epoch(run, train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch),
-                                  batches=upcoming)
+                                  batches=batches)
         metrics = {
             "epoch": epoch,
             **trained,
@@ -112,10 +118,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         state.update(track_best(state, metrics, patience=tc.patience))
         # Ranks see the same valid split but not bit-identical weights' BN buffers; rank 0 decides for all.
         stopped = _broadcast_flag(state["stop"], run.device)
-        # The next epoch's read starts while this one's checkpoint is written and registered (not during validation:
-        # under a small object store the two reads slowed each other, see spectrotune.training.batches).
-        upcoming = (None if stopped or epoch == tc.epochs else EpochBatches(
-            train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch + 1), device=run.device, ahead=True))
+        if stopped and upcoming is not None:
+            upcoming.close()
         report_epoch(run, state, metrics, rank=rank, loop_config=loop_config)
 
 
@@ -201,8 +205,9 @@ def train_one_epoch(run: WorkerRun, shard: Any, *, tc: TrainConfig, seed: int,
 
     Returns ``train_loss`` (mean cross-entropy in nats per sample), ``train_accuracy`` (of the hard labels, per
     segment), ``train_seconds`` and ``samples_per_second``, summed over all workers (DDP all-reduce), and
-    ``data_wait_seconds``: how long this worker waited for its next batch (Ray Data's prefetch thread collates it,
-    on CUDA into pinned memory, and copies it to the device; the rest of ``train_seconds`` is the steps).
+    ``data_wait_seconds``: how long this worker waited for its next batch (the producer thread of
+    :class:`~spectrotune.training.batches.EpochBatches` draws it from the shuffle buffer and, on CUDA, pins it and
+    copies it to the device; the rest of ``train_seconds`` is the steps).
     """
     from spectrotune.training.augment import mixup, soft_cross_entropy, spec_augment
     from spectrotune.training.transfer import freeze_batch_norm

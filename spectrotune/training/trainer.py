@@ -7,7 +7,8 @@ workers with ``DataConfig(datasets_to_split=["train"])``, ``valid`` given whole 
 ``RunConfig(name, storage_path)`` resumes the run (Ray Train V2 keeps a checkpoint-manager snapshot in the run
 folder), exactly as after a worker failure (``FailureConfig``). The train split is read with Ray Data's
 ``preserve_order``, so its rows reach the shuffle buffer in the same order whichever read task finishes first:
-its shards in an order drawn from ``seed`` (:func:`shard_order`), not prepare's genre-by-genre listing order.
+its shards in an order drawn from ``seed`` (:func:`shard_order`), not in the order of their names (datasets prepared
+before prepare drew its task plan hold one or two genres per shard, in genre order).
 
 ``ray`` is imported inside the functions (importing this module does not load Ray).
 """
@@ -92,7 +93,7 @@ def make_trainer(
                                      object_store_bytes=float(ray.cluster_resources().get("object_store_memory", 0)))
     with _quiet_data_context():  # each Dataset keeps a copy of the context it was made in; workers get that copy
         # The train split is read in an order drawn from the seed (shards, or rows when held in one block), not in
-        # prepare's genre-by-genre listing order (see shard_order); valid is read whole every epoch, in any order.
+        # the shards' name order (see shard_order); valid is read whole every epoch, in any order.
         seeds = {"train": config.seed, "valid": None}
         if not materialize:
             datasets = {name: ray_dataset(rows[name], columns[name], shuffle_seed=seeds[name]) for name in rows}
@@ -231,10 +232,10 @@ def shard_order(n_files: int, *, seed: int) -> list[int]:
     """The order (indices into the listed shard files) in which a run reads its train shards: a permutation drawn
     from ``seed``, the same every epoch and on every resume.
 
-    Prepare writes its shards in listing order, so each holds one or two genres (GTZAN's folders are genres) and
-    listing order streams the genres one after another: a local shuffle buffer (``train.shuffle_buffer`` rows)
-    then mixes only the few genres it holds, and the last genre always ends the epoch. Read in a drawn order, the
-    buffer holds shards of random genres.
+    Prepare now spreads each genre over all shards (:func:`spectrotune.prepare.resume.track_order`), but datasets
+    prepared before it did hold one or two genres per shard, in genre order (GTZAN's folders are genres): read in
+    name order, a local shuffle buffer (``train.shuffle_buffer`` rows) would mix only the few genres it holds and
+    the last genre would always end the epoch. Read in a drawn order, the buffer holds shards of random genres.
     """
     return _drawn_order(n_files, seed=seed)
 
