@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,25 @@ def _error_line(error: Any) -> str:
     return lines[-1] if lines else repr(base)
 
 
+_UNIQUE_SUFFIX = re.compile(r"^(?P<id>.+_\d{5})_[0-9a-f]{4}$")  # Tune's "_" + 4 hex digits on a folder that existed
+
+
+def result_trial_id(result: Any) -> str:
+    """The id of a ``ResultGrid`` entry's trial: the ``trial_id`` its reports carry, else its folder's name.
+
+    The folder is not always the id: a trial restored by ``--resume`` whose folder the killed driver had already
+    made gets Tune's unique suffix (``4433e_00001_01f0``, ``ray.tune.experiment.trial._create_unique_logdir_name``),
+    while its event files, its ``done.json`` and its Train run are named by the id (``4433e_00001``). A trial that
+    never reported has its folder's name with such a suffix removed.
+    """
+    reported = (getattr(result, "metrics", None) or {}).get("trial_id")
+    if reported:
+        return str(reported)
+    name = Path(str(result.path)).name
+    suffixed = _UNIQUE_SUFFIX.match(name)
+    return suffixed.group("id") if suffixed else name
+
+
 def collect_rows(grid: Iterable[Any], spec: SweepSpec, dims: Sequence[Dimension], *,
                  asha: bool) -> list[dict[str, Any]]:
     """One row per trial of a ``ResultGrid``, in trial-id order.
@@ -137,7 +157,7 @@ def collect_rows(grid: Iterable[Any], spec: SweepSpec, dims: Sequence[Dimension]
     swept = [d.key for d in dims if d.swept and d.key != SOURCE_KEY]
     for result in grid:
         params = dict(result.config or {})
-        trial_id = Path(str(result.path)).name
+        trial_id = result_trial_id(result)
         config, _, _ = spec.trial_inputs(params)
         history = _history(result)
         status = trial_status(history, error=result.error, config=config, asha=asha)
