@@ -10,8 +10,8 @@ again. So every branch a CUDA worker takes also runs on CPU in a test: an :class
 On a CUDA device (``train.amp``, default on): autocast in ``train.amp_dtype`` (float16, with loss scaling; or
 bfloat16, whose float32 range needs none); the train batches' producer thread
 (:class:`~spectrotune.training.batches.EpochBatches`) pins each batch in host memory and copies it to the device
-(``non_blocking``), so the next ``train.prefetch_batches`` batches are on their way while the current step runs. ``train.channels_last`` and
-``train.compile`` are off by default on every device.
+(``non_blocking``), so the next ``train.prefetch_batches`` batches are on their way while the current step runs.
+``train.channels_last`` and ``train.compile`` are off by default on every device.
 
 Pure torch: no ``ray``.
 """

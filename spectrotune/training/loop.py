@@ -10,9 +10,9 @@ Streaming: the next epoch's train read starts once this epoch's has ended (its l
 buffer), so its buffer fills while this epoch's drains and the next train pass does not start by waiting for it
 (:mod:`spectrotune.training.batches`).
 
-Randomness: the dropout RNG, the augmentation generator and the local shuffle of the train rows are reseeded every epoch from
-``(seed, rank, epoch)`` (:func:`~spectrotune.training.schedule.epoch_seed`), so a resumed run draws the same
-augmentation as an uninterrupted one would have.
+Randomness: the dropout RNG, the augmentation generator and the local shuffle of the train rows are reseeded every
+epoch from ``(seed, rank, epoch)`` (:func:`~spectrotune.training.schedule.epoch_seed`), so a resumed run draws the
+same augmentation as an uninterrupted one would have.
 
 Transfer (:mod:`spectrotune.training.transfer`): a fresh run whose loop config carries ``pretrained`` (the driver's
 copy of the checkpoint) loads it into the backbone before training; the optimiser gets the head and backbone
@@ -99,13 +99,12 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             break
         t0 = time.perf_counter()
         run.frozen = epoch <= tc.freeze_epochs
-        batches = upcoming or EpochBatches(train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch),
-                                           device=run.device)
+        seed = epoch_seed(config.seed, rank, epoch)
+        batches = upcoming or EpochBatches(train_shard, tc=tc, seed=seed, device=run.device)
         upcoming = None if epoch == tc.epochs else EpochBatches(
             train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch + 1), device=run.device,
             after=batches.read_done)
-        trained = train_one_epoch(run, train_shard, tc=tc, seed=epoch_seed(config.seed, rank, epoch),
-                                  batches=batches)
+        trained = train_one_epoch(run, train_shard, tc=tc, seed=seed, batches=batches)
         metrics = {
             "epoch": epoch,
             **trained,
